@@ -1,0 +1,44 @@
+//! Errors of the engine's operations, classified by whose fault they are.
+
+use uuid::Uuid;
+
+use crate::spec::SpecError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request names something that does not exist.
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+
+    /// The request is valid but conflicts with the current state, such as cancelling a run
+    /// that already finished.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// The submitted workflow spec is invalid.
+    #[error(transparent)]
+    InvalidSpec(#[from] SpecError),
+
+    /// A value in the request is invalid; the message names it and says how to fix it.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Error {
+    pub(crate) fn run_not_found(id: Uuid) -> Self {
+        Self::NotFound {
+            what: "run",
+            id: id.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,37 @@
+//! The durable task-graph engine of CaraML.
+//!
+//! Workflows are DAGs of tasks. A run of a workflow lives in PostgreSQL and nowhere else:
+//! workers claim ready tasks, hold a lease on each attempt that they renew by heartbeat, and
+//! write each result in a transaction that also unblocks downstream tasks. A worker may die
+//! at any instruction; its attempts are rescued when their leases lapse, and the attempt id
+//! fence rejects anything a dead attempt reports late. Execution is at least once.
+//!
+//! - Define tasks with [`Task`] and workflows with [`WorkflowBuilder`], or write a
+//!   [`WorkflowSpec`] in JSON or YAML.
+//! - Store runs and act on them through [`Store`].
+//! - Run tasks with a [`Worker`].
+
+mod builtin;
+mod error;
+pub mod metrics;
+mod registry;
+mod retry;
+pub mod spec;
+mod store;
+mod task;
+mod worker;
+mod workflow;
+pub mod postgres;
+
+pub use builtin::{Sleep, SleepInput};
+pub use error::{Error, Result};
+pub use registry::Registry;
+pub use retry::MAX_INLINE_OUTPUT_BYTES;
+pub use spec::{RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
+pub use store::{
+    CANCEL_CHANNEL, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage, RunView, Store, Submission,
+    Submitted, TaskView, WorkerRecord, WorkflowView,
+};
+pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
+pub use worker::{Worker, WorkerBuilder, WorkerOptions};
+pub use workflow::{Node, WorkflowBuilder};

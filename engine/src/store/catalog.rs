@@ -1,0 +1,128 @@
+//! Registered workflows, task kinds and workers.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::spec::WorkflowSpec;
+
+/// A worker process as it registered itself.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct WorkerRecord {
+    pub id: Uuid,
+    pub hostname: String,
+    pub pid: i32,
+    pub queue: String,
+    pub slots: i32,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub heartbeat_at: chrono::DateTime<chrono::Utc>,
+    pub stopped_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Store {
+    /// Records that some process can run these task kinds.
+    pub async fn register_kinds<'a>(&self, kinds: impl Iterator<Item = &'a str>) -> Result<()> {
+        let kinds: Vec<&str> = kinds.collect();
+        sqlx::query(
+            "INSERT INTO task_kinds (kind) SELECT unnest($1::text[])
+             ON CONFLICT (kind) DO UPDATE SET last_seen_at = now()",
+        )
+        .bind(&kinds)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn known_kinds(&self) -> Result<HashSet<String>> {
+        let kinds: Vec<(String,)> = sqlx::query_as("SELECT kind FROM task_kinds")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(kinds.into_iter().map(|(kind,)| kind).collect())
+    }
+
+    /// Stores a workflow version and returns its version string, a hash of the spec: storing
+    /// the same spec twice keeps one version.
+    pub async fn store_workflow(&self, spec: &WorkflowSpec, source: &str) -> Result<String> {
+        let document = serde_json::to_value(spec).map_err(|err| {
+            Error::InvalidInput(format!(
+                "workflow `{}` could not be encoded: {err}",
+                spec.name
+            ))
+        })?;
+        let version = spec_version(&document);
+        sqlx::query(
+            "INSERT INTO workflows (name, version, spec, source) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(&spec.name)
+        .bind(&version)
+        .bind(&document)
+        .bind(source)
+        .execute(&self.pool)
+        .await?;
+        Ok(version)
+    }
+
+    /// Returns the newest stored version of workflow `name`.
+    pub async fn latest_workflow(&self, name: &str) -> Result<(WorkflowSpec, String)> {
+        let row: Option<(sqlx::types::Json<WorkflowSpec>, String)> = sqlx::query_as(
+            "SELECT spec, version FROM workflows WHERE name = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (spec, version) = row.ok_or_else(|| Error::NotFound {
+            what: "workflow",
+            id: name.to_owned(),
+        })?;
+        Ok((spec.0, version))
+    }
+
+    pub(crate) async fn register_worker(&self, worker: &WorkerRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (id, hostname, pid, queue, slots) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(worker.id)
+        .bind(&worker.hostname)
+        .bind(worker.pid)
+        .bind(&worker.queue)
+        .bind(worker.slots)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn stop_worker(&self, id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE workers SET stopped_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Lists workers that heartbeated in the last minute, or stopped in the last hour.
+    pub async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT id, hostname, pid, queue, slots, started_at, heartbeat_at, stopped_at
+             FROM workers
+             WHERE heartbeat_at > now() - interval '1 minute' OR stopped_at > now() - interval '1 hour'
+             ORDER BY started_at DESC LIMIT 500",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// Hashes a spec document with 64-bit FNV-1a: stable across builds and platforms, which
+/// `std`'s hasher does not promise. It names versions; it is not a security measure.
+fn spec_version(document: &serde_json::Value) -> String {
+    let text = document.to_string();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}

@@ -1,0 +1,130 @@
+//! Claiming ready tasks for a worker.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Store;
+use crate::error::Result;
+
+/// A task run that a worker claimed, with the new attempt's id and lease.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct ClaimedTask {
+    pub(crate) run_id: Uuid,
+    pub(crate) idx: i32,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) input: Value,
+    pub(crate) parents: Vec<i32>,
+    pub(crate) attempt: i32,
+    pub(crate) attempt_id: Uuid,
+    pub(crate) attempt_limit: i32,
+    pub(crate) max_attempts: i32,
+    pub(crate) initial_backoff_ms: i32,
+    pub(crate) max_backoff_ms: i32,
+    pub(crate) timeout_ms: Option<i32>,
+}
+
+/// Claims up to `limit` due tasks of `queue` in priority order and starts an attempt of each.
+///
+/// The statement commits with `synchronous_commit = off`: if Postgres crashes before the
+/// commit reaches disk, the claim is lost and the task is simply ready again, while the
+/// attempt id fence rejects whatever the lost attempt later reports.
+const CLAIM: &str = "
+WITH settings AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+),
+picked AS (
+    SELECT run_id, idx FROM task_runs
+    WHERE status = 'ready' AND queue = $1 AND run_at <= now()
+    ORDER BY priority DESC, run_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE task_runs t
+    SET status = 'running', attempt = t.attempt + 1, attempt_id = gen_random_uuid(),
+        worker_id = $3, lease_expires_at = now() + $4 * interval '1 millisecond',
+        started_at = now(), finished_at = NULL
+    FROM picked p
+    WHERE t.run_id = p.run_id AND t.idx = p.idx
+    RETURNING t.run_id, t.idx, t.name, t.kind, t.input, t.parents, t.attempt, t.attempt_id,
+              t.attempt_limit, t.max_attempts, t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms
+),
+events AS (
+    INSERT INTO events (run_id, task_idx, kind, attempt)
+    SELECT run_id, idx, 'task.running', attempt FROM claimed
+)
+SELECT claimed.* FROM claimed, settings";
+
+impl Store {
+    pub(crate) async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        worker_id: Uuid,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedTask>> {
+        Ok(sqlx::query_as(CLAIM)
+            .bind(queue)
+            .bind(limit as i64)
+            .bind(worker_id)
+            .bind(lease.as_millis() as f64)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Marks runs whose first task just started as running. The rows are locked in id order
+    /// like every other statement that touches several runs.
+    pub(crate) async fn mark_runs_started(&self, run_ids: &[Uuid]) -> Result<()> {
+        sqlx::query(
+            "WITH locked AS (
+                 SELECT id FROM runs WHERE id = ANY($1) AND status = 'queued' ORDER BY id FOR UPDATE
+             ),
+             started AS (
+                 UPDATE runs r SET status = 'running', started_at = coalesce(r.started_at, now())
+                 FROM locked WHERE r.id = locked.id AND r.status = 'queued'
+                 RETURNING r.id
+             )
+             INSERT INTO events (run_id, kind) SELECT id, 'run.running' FROM started",
+        )
+        .bind(run_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Loads the inputs of runs.
+    pub(crate) async fn run_inputs(&self, run_ids: &[Uuid]) -> Result<Vec<(Uuid, Value)>> {
+        Ok(
+            sqlx::query_as("SELECT id, input FROM runs WHERE id = ANY($1)")
+                .bind(run_ids)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Loads the names and outputs of task runs, keyed by run id and node index.
+    pub(crate) async fn outputs(
+        &self,
+        keys: &[(Uuid, i32)],
+    ) -> Result<HashMap<(Uuid, i32), (String, Value)>> {
+        let run_ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let idxs: Vec<i32> = keys.iter().map(|k| k.1).collect();
+        let rows: Vec<(Uuid, i32, String, Option<Value>)> = sqlx::query_as(
+            "SELECT t.run_id, t.idx, t.name, t.output
+             FROM unnest($1::uuid[], $2::int4[]) AS k(run_id, idx)
+             JOIN task_runs t ON t.run_id = k.run_id AND t.idx = k.idx",
+        )
+        .bind(&run_ids)
+        .bind(&idxs)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(run_id, idx, name, output)| ((run_id, idx), (name, output.unwrap_or(Value::Null))))
+            .collect())
+    }
+}

@@ -1,0 +1,78 @@
+//! The engine's state in PostgreSQL: every read and write of runs, task runs, workers and
+//! events goes through [`Store`].
+//!
+//! Guarantees kept here:
+//! - Claiming takes ready tasks in batches with `FOR UPDATE SKIP LOCKED` in one short
+//!   statement; no transaction stays open while task code runs.
+//! - Every heartbeat and completion is fenced by the attempt id and a live lease, so the
+//!   late result of an attempt that lost its lease is rejected, never applied.
+//! - A completion stores the output, unblocks downstream tasks and finishes the run in one
+//!   transaction.
+//! - Transactions that touch several runs lock the run rows first, in id order, so
+//!   concurrent completions cannot deadlock on shared rows.
+
+mod catalog;
+mod claim;
+mod complete;
+mod control;
+mod lease;
+mod query;
+mod submit;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use catalog::WorkerRecord;
+pub(crate) use claim::ClaimedTask;
+pub(crate) use complete::{Fence, Finished};
+pub(crate) use lease::LeaseState;
+pub use query::{EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView, WorkflowView};
+pub use submit::{Submission, Submitted};
+
+use crate::error::Result;
+
+/// Channel on which the engine announces tasks that became ready. The payload is the queue
+/// name, followed by `@` and a Unix time in milliseconds when the task is due later.
+pub const READY_CHANNEL: &str = "caraml_ready";
+
+/// Channel on which the engine announces cancelled runs; the payload is the run id.
+pub const CANCEL_CHANNEL: &str = "caraml_cancel";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Handle to the engine's tables. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Connects with a pool of at most `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("caraml");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations. sqlx holds a Postgres advisory lock while it migrates, so
+    /// processes that start together apply each migration once.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+}

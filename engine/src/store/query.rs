@@ -1,0 +1,233 @@
+//! Read models for the API: runs with their tasks, run lists, events and workflows.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+// The only dynamic SQL here splices in the constant column list RUN_COLUMNS.
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use super::Store;
+use crate::error::{Error, Result};
+
+/// Statuses a run can have.
+pub const RUN_STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/// Largest page of runs one request returns.
+pub const MAX_PAGE: u32 = 500;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunView {
+    pub id: Uuid,
+    pub workflow: String,
+    pub workflow_version: String,
+    pub status: String,
+    pub input: Value,
+    pub idempotency_key: Option<String>,
+    pub tasks_total: i32,
+    pub tasks_succeeded: i32,
+    pub tasks_failed: i32,
+    pub tasks_skipped: i32,
+    pub tasks_cancelled: i32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<TaskView>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub depends_on: Vec<String>,
+    pub queue: String,
+    /// Attempts started so far, across resumes.
+    pub attempts: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub run_at: DateTime<Utc>,
+    pub error: Option<String>,
+    pub output: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventView {
+    pub id: i64,
+    pub kind: String,
+    pub task: Option<String>,
+    pub attempt: Option<i32>,
+    pub at: DateTime<Utc>,
+    pub detail: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WorkflowView {
+    pub name: String,
+    pub version: String,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub spec: Value,
+}
+
+/// Which runs to list. Pages go from newest to oldest; `before` is the `next_cursor` of the
+/// previous page.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<String>,
+    pub workflow: Option<String>,
+    pub before: Option<Uuid>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPage {
+    pub runs: Vec<RunView>,
+    pub next_cursor: Option<Uuid>,
+}
+
+const RUN_COLUMNS: &str = "id, workflow, workflow_version, status, input, idempotency_key, tasks_total,
+    tasks_succeeded, tasks_failed, tasks_skipped, tasks_cancelled, created_at, started_at, finished_at";
+
+type TaskRow = (
+    i32,
+    String,
+    String,
+    String,
+    Vec<i32>,
+    String,
+    i32,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+    Option<String>,
+    Option<Value>,
+);
+
+impl Store {
+    /// Returns a run with its tasks in spec order.
+    pub async fn get_run(&self, run_id: Uuid) -> Result<RunView> {
+        let mut run: RunView = sqlx::query_as(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::run_not_found(run_id))?;
+        let rows: Vec<TaskRow> = sqlx::query_as(
+            "SELECT idx, name, kind, status, parents, queue, attempt, started_at, finished_at,
+                    run_at, error, output
+             FROM task_runs WHERE run_id = $1 ORDER BY idx",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let names: Vec<String> = rows.iter().map(|row| row.1.clone()).collect();
+        let tasks = rows
+            .into_iter()
+            .map(
+                |(_, name, kind, status, parents, queue, attempts, started_at, finished_at, run_at, error, output)| {
+                    TaskView {
+                        depends_on: parents
+                            .iter()
+                            .filter_map(|&p| names.get(p as usize).cloned())
+                            .collect(),
+                        name,
+                        kind,
+                        status,
+                        queue,
+                        attempts,
+                        started_at,
+                        finished_at,
+                        run_at,
+                        error,
+                        output,
+                    }
+                },
+            )
+            .collect();
+        run.tasks = Some(tasks);
+        Ok(run)
+    }
+
+    /// Returns the status of a run, without its tasks.
+    pub async fn run_summary(&self, run_id: Uuid) -> Result<RunView> {
+        sqlx::query_as(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::run_not_found(run_id))
+    }
+
+    /// Lists runs, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<RunPage> {
+        if let Some(status) = &filter.status
+            && !RUN_STATUSES.contains(&status.as_str())
+        {
+            return Err(Error::InvalidInput(format!(
+                "status `{status}` is not a run status; use one of {}",
+                RUN_STATUSES.join(", ")
+            )));
+        }
+        let limit = filter.limit.clamp(1, MAX_PAGE);
+        let mut runs: Vec<RunView> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE ($1::text IS NULL OR status = $1)
+               AND ($2::text IS NULL OR workflow = $2)
+               AND ($3::uuid IS NULL OR id < $3)
+             ORDER BY id DESC
+             LIMIT $4"
+        )))
+        .bind(&filter.status)
+        .bind(&filter.workflow)
+        .bind(filter.before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let next_cursor = if runs.len() > limit as usize {
+            runs.truncate(limit as usize);
+            runs.last().map(|run| run.id)
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next_cursor })
+    }
+
+    /// Returns the events of a run in order, after event id `after`.
+    pub async fn run_events(&self, run_id: Uuid, after: i64, limit: u32) -> Result<Vec<EventView>> {
+        self.run_summary(run_id).await?;
+        Ok(sqlx::query_as(
+            "SELECT e.id, e.kind, t.name AS task, e.attempt, e.at, e.detail
+             FROM events e
+             LEFT JOIN task_runs t ON t.run_id = e.run_id AND t.idx = e.task_idx
+             WHERE e.run_id = $1 AND e.id > $2
+             ORDER BY e.id
+             LIMIT $3",
+        )
+        .bind(run_id)
+        .bind(after)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Lists the newest version of every workflow.
+    pub async fn list_workflows(&self) -> Result<Vec<WorkflowView>> {
+        Ok(sqlx::query_as(
+            "SELECT DISTINCT ON (name) name, version, source, created_at, spec
+             FROM workflows ORDER BY name, created_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Counts ready tasks per queue that are due now.
+    pub async fn queue_depths(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT queue, count(*) FROM task_runs
+             WHERE status = 'ready' AND run_at <= now() GROUP BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

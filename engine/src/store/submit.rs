@@ -1,0 +1,266 @@
+//! Submitting runs: resolve the workflow, validate it, and store the run with its task runs
+//! in one transaction.
+
+use serde_json::Value;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+use super::{READY_CHANNEL, Store};
+use crate::error::{Error, Result};
+use crate::spec::{Dag, WorkflowSpec};
+
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Submission {
+    /// The latest stored version of a registered workflow.
+    Workflow(String),
+    /// A spec given inline; it is stored as a workflow version of its own.
+    Spec(WorkflowSpec),
+}
+
+/// The run a submission created, or found under the same idempotency key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Submitted {
+    pub id: Uuid,
+    pub status: String,
+    /// False when an earlier run with the same idempotency key was returned.
+    pub created: bool,
+}
+
+impl Store {
+    /// Stores a new run, or returns the run an earlier submission with the same idempotency
+    /// key created, also when both submissions race.
+    pub async fn submit(
+        &self,
+        submission: Submission,
+        input: Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Submitted> {
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN)
+        {
+            return Err(Error::InvalidInput(format!(
+                "idempotency_key has {} characters; use 1 to {MAX_IDEMPOTENCY_KEY_LEN}",
+                key.len()
+            )));
+        }
+        if let Some(key) = &idempotency_key
+            && let Some(existing) = self.run_by_idempotency_key(key).await?
+        {
+            return Ok(existing);
+        }
+
+        let kinds = self.known_kinds().await?;
+        let known = |kind: &str| kinds.contains(kind);
+        let (dag, version) = match submission {
+            Submission::Spec(spec) => {
+                let dag = spec.compile(&known)?;
+                let version = self.store_workflow(&spec, "spec").await?;
+                (dag, version)
+            }
+            Submission::Workflow(name) => {
+                let (spec, version) = self.latest_workflow(&name).await?;
+                (spec.compile(&known)?, version)
+            }
+        };
+        self.insert_run(&dag, &version, input, idempotency_key)
+            .await
+    }
+
+    async fn run_by_idempotency_key(&self, key: &str) -> Result<Option<Submitted>> {
+        let row: Option<(Uuid, String)> =
+            sqlx::query_as("SELECT id, status FROM runs WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, status)| Submitted {
+            id,
+            status,
+            created: false,
+        }))
+    }
+
+    async fn insert_run(
+        &self,
+        dag: &Dag,
+        version: &str,
+        input: Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Submitted> {
+        let run_id = Uuid::now_v7();
+        let mut tx = self.pool.begin().await?;
+
+        // ON CONFLICT waits for a concurrent insert of the same key to commit and then
+        // inserts nothing, so racing submissions all see the first run.
+        let inserted: Option<(Uuid,)> = sqlx::query_as(
+            "INSERT INTO runs (id, workflow, workflow_version, status, input, idempotency_key, tasks_total)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6)
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .bind(run_id)
+        .bind(&dag.name)
+        .bind(version)
+        .bind(&input)
+        .bind(&idempotency_key)
+        .bind(dag.nodes.len() as i32)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            tx.rollback().await?;
+            let key = idempotency_key.unwrap_or_default();
+            return self
+                .run_by_idempotency_key(&key)
+                .await?
+                .ok_or_else(|| Error::Conflict(format!(
+                    "a run with idempotency_key `{key}` was being created and then rolled back; submit again"
+                )));
+        }
+
+        let columns = TaskColumns::from_dag(dag);
+        sqlx::query(
+            "INSERT INTO task_runs (run_id, idx, name, kind, status, queue, priority, pending_parents,
+                                    parents, children, input, max_attempts, initial_backoff_ms,
+                                    max_backoff_ms, timeout_ms, attempt_limit)
+             SELECT $1, t.idx, t.name, t.kind, t.status, t.queue, t.priority, t.pending,
+                    t.parents::int4[], t.children::int4[], t.input, t.max_attempts, t.initial_backoff_ms,
+                    t.max_backoff_ms, t.timeout_ms, t.max_attempts
+             FROM unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int2[],
+                         $8::int4[], $9::text[], $10::text[], $11::jsonb[], $12::int4[], $13::int4[],
+                         $14::int4[], $15::int4[])
+                  AS t(idx, name, kind, status, queue, priority, pending, parents, children, input,
+                       max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms)",
+        )
+        .bind(run_id)
+        .bind(&columns.idx)
+        .bind(&columns.name)
+        .bind(&columns.kind)
+        .bind(&columns.status)
+        .bind(&columns.queue)
+        .bind(&columns.priority)
+        .bind(&columns.pending)
+        .bind(&columns.parents)
+        .bind(&columns.children)
+        .bind(&columns.input)
+        .bind(&columns.max_attempts)
+        .bind(&columns.initial_backoff_ms)
+        .bind(&columns.max_backoff_ms)
+        .bind(&columns.timeout_ms)
+        .execute(&mut *tx)
+        .await?;
+
+        let ready_queues: HashSet<&str> = dag
+            .nodes
+            .iter()
+            .filter(|node| node.parents.is_empty())
+            .map(|node| node.queue.as_str())
+            .collect();
+        let ready_queues: Vec<&str> = ready_queues.into_iter().collect();
+        sqlx::query(
+            "WITH event AS (INSERT INTO events (run_id, kind) VALUES ($1, 'run.queued'))
+             SELECT pg_notify($2, queue) FROM unnest($3::text[]) AS queue",
+        )
+        .bind(run_id)
+        .bind(READY_CHANNEL)
+        .bind(&ready_queues)
+        .execute(&mut *tx)
+        .await?;
+
+        tx.commit().await?;
+        tracing::debug!(run.id = %run_id, workflow = %dag.name, tasks = dag.nodes.len(), "run submitted");
+        Ok(Submitted {
+            id: run_id,
+            status: "queued".to_owned(),
+            created: true,
+        })
+    }
+}
+
+/// The task runs of a DAG as one array per column, for a single `INSERT ... SELECT unnest`.
+struct TaskColumns {
+    idx: Vec<i32>,
+    name: Vec<String>,
+    kind: Vec<String>,
+    status: Vec<&'static str>,
+    queue: Vec<String>,
+    priority: Vec<i16>,
+    pending: Vec<i32>,
+    parents: Vec<String>,
+    children: Vec<String>,
+    input: Vec<Value>,
+    max_attempts: Vec<i32>,
+    initial_backoff_ms: Vec<i32>,
+    max_backoff_ms: Vec<i32>,
+    timeout_ms: Vec<Option<i32>>,
+}
+
+impl TaskColumns {
+    fn from_dag(dag: &Dag) -> Self {
+        let n = dag.nodes.len();
+        let mut columns = Self {
+            idx: Vec::with_capacity(n),
+            name: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            queue: Vec::with_capacity(n),
+            priority: Vec::with_capacity(n),
+            pending: Vec::with_capacity(n),
+            parents: Vec::with_capacity(n),
+            children: Vec::with_capacity(n),
+            input: Vec::with_capacity(n),
+            max_attempts: Vec::with_capacity(n),
+            initial_backoff_ms: Vec::with_capacity(n),
+            max_backoff_ms: Vec::with_capacity(n),
+            timeout_ms: Vec::with_capacity(n),
+        };
+        for (idx, node) in dag.nodes.iter().enumerate() {
+            columns.idx.push(idx as i32);
+            columns.name.push(node.name.clone());
+            columns.kind.push(node.kind.clone());
+            columns.status.push(if node.parents.is_empty() {
+                "ready"
+            } else {
+                "blocked"
+            });
+            columns.queue.push(node.queue.clone());
+            columns.priority.push(node.priority);
+            columns.pending.push(node.parents.len() as i32);
+            columns.parents.push(int_array_literal(&node.parents));
+            columns.children.push(int_array_literal(&node.children));
+            columns.input.push(node.input.clone());
+            columns.max_attempts.push(node.retry.max_attempts as i32);
+            columns
+                .initial_backoff_ms
+                .push(seconds_to_ms(node.retry.initial_backoff_seconds));
+            columns
+                .max_backoff_ms
+                .push(seconds_to_ms(node.retry.max_backoff_seconds));
+            columns
+                .timeout_ms
+                .push(node.timeout.map(|t| t.as_millis().min(i32::MAX as u128) as i32));
+        }
+        columns
+    }
+}
+
+fn seconds_to_ms(seconds: f64) -> i32 {
+    (seconds * 1000.0).round().clamp(0.0, f64::from(i32::MAX)) as i32
+}
+
+/// Formats indexes as a Postgres array literal such as `{1,2,3}`; the edges of a node have
+/// different lengths, which a two-dimensional array parameter cannot carry.
+fn int_array_literal(values: &[u32]) -> String {
+    let mut literal = String::with_capacity(2 + values.len() * 6);
+    literal.push('{');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        literal.push_str(&value.to_string());
+    }
+    literal.push('}');
+    literal
+}

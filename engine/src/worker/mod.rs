@@ -1,0 +1,396 @@
+//! The worker: claims ready tasks, runs them in slots, heartbeats their leases, writes their
+//! results in batches, and rescues tasks whose worker died.
+//!
+//! Build one with [`Worker::builder`], then call [`Worker::run`] with a shutdown token.
+
+mod execute;
+mod flush;
+mod leases;
+mod listen;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::metrics;
+use crate::registry::Registry;
+use crate::spec::DEFAULT_QUEUE;
+use crate::store::{ClaimedTask, Store, WorkerRecord};
+
+/// Settings of a worker. The defaults reclaim a dead worker's tasks within 25 seconds and
+/// cost an idle worker under one query per second.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub queue: String,
+    /// Tasks run at the same time.
+    pub slots: usize,
+    /// Tasks claimed ahead of free slots, to keep slots busy when tasks are short.
+    pub prefetch: usize,
+    /// How long an attempt's lease lasts without a heartbeat.
+    pub lease: Duration,
+    pub heartbeat_interval: Duration,
+    /// How often to look for attempts whose lease lapsed.
+    pub reap_interval: Duration,
+    /// How often to claim when no notification arrives.
+    pub poll_interval: Duration,
+    /// Most tasks claimed or completed in one statement.
+    pub max_batch: usize,
+    /// How long running tasks may take to stop after shutdown or cancellation before they
+    /// are abandoned.
+    pub grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            queue: DEFAULT_QUEUE.to_owned(),
+            slots: 8,
+            prefetch: 0,
+            lease: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+            reap_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_secs(2),
+            max_batch: 500,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds a [`Worker`].
+pub struct WorkerBuilder {
+    store: Store,
+    registry: Registry,
+    options: WorkerOptions,
+}
+
+impl WorkerBuilder {
+    pub fn options(mut self, options: WorkerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn slots(mut self, slots: usize) -> Self {
+        self.options.slots = slots;
+        self
+    }
+
+    pub fn build(self) -> Worker {
+        let mut options = self.options;
+        options.slots = options.slots.max(1);
+        options.max_batch = options.max_batch.max(1);
+        Worker {
+            store: self.store,
+            registry: self.registry,
+            options,
+            id: Uuid::now_v7(),
+        }
+    }
+}
+
+/// A worker process's engine loop.
+pub struct Worker {
+    store: Store,
+    registry: Registry,
+    options: WorkerOptions,
+    id: Uuid,
+}
+
+/// Why the worker cancelled a running attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    RunCancelled,
+    LeaseLost,
+    Shutdown,
+}
+
+/// An attempt this worker holds: claimed, and its result not yet written.
+struct Held {
+    attempt_id: Uuid,
+    cancel: CancellationToken,
+    stop: Option<StopReason>,
+}
+
+/// State shared by the worker's loops.
+struct Shared {
+    store: Store,
+    registry: Registry,
+    options: WorkerOptions,
+    worker_id: Uuid,
+    held: Mutex<HashMap<(Uuid, i32), Held>>,
+    /// Wakes the claim loop: a notification arrived, or a flush freed room.
+    wake: Notify,
+    /// When a task that is not due yet becomes due, learned from notifications.
+    next_due: Mutex<Option<Instant>>,
+    slots: Arc<Semaphore>,
+    run_inputs: Mutex<HashMap<Uuid, Arc<Value>>>,
+    started_runs: Mutex<HashSet<Uuid>>,
+}
+
+impl Shared {
+    fn held(&self) -> MutexGuard<'_, HashMap<(Uuid, i32), Held>> {
+        // A poisoned lock means a loop panicked while holding it; the map itself is still
+        // consistent, because every critical section only inserts or removes whole entries.
+        self.held.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Cancels held attempts matching `filter`, recording why.
+    fn stop_where(&self, reason: StopReason, filter: impl Fn(&(Uuid, i32), &Held) -> bool) {
+        for (key, held) in self.held().iter_mut() {
+            if held.stop.is_none() && filter(key, held) {
+                held.stop = Some(reason);
+                held.cancel.cancel();
+            }
+        }
+    }
+
+    fn set_due(&self, due: Instant) {
+        let mut next = self.next_due.lock().unwrap_or_else(|p| p.into_inner());
+        if next.is_none_or(|current| due < current) {
+            *next = Some(due);
+        }
+    }
+}
+
+impl Worker {
+    pub fn builder(store: Store, registry: Registry) -> WorkerBuilder {
+        WorkerBuilder {
+            store,
+            registry,
+            options: WorkerOptions::default(),
+        }
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Registers the worker's kinds and workflows, then claims and runs tasks until
+    /// `shutdown` is cancelled. On shutdown, running tasks get the grace period to finish;
+    /// the rest are handed back to the queue.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        self.register().await?;
+
+        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: self.store.clone(),
+            registry: self.registry,
+            worker_id: self.id,
+            held: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            next_due: Mutex::new(None),
+            slots: Arc::new(Semaphore::new(self.options.slots)),
+            run_inputs: Mutex::new(HashMap::new()),
+            started_runs: Mutex::new(HashSet::new()),
+            options: self.options,
+        });
+        tracing::info!(
+            worker.id = %self.id,
+            queue = %shared.options.queue,
+            slots = shared.options.slots,
+            "worker started"
+        );
+
+        let background = CancellationToken::new();
+        let listener = tokio::spawn(listen::run(Arc::clone(&shared), background.clone()));
+        let heartbeat = tokio::spawn(leases::heartbeat(Arc::clone(&shared), background.clone()));
+        let reaper = tokio::spawn(leases::reap(Arc::clone(&shared), background.clone()));
+        let flusher = tokio::spawn(flush::run(Arc::clone(&shared), outcomes_rx));
+
+        claim_loop(&shared, &outcomes_tx, &shutdown).await;
+
+        // Give running attempts the grace period, then stop them; their outcomes release
+        // the tasks back to the queue.
+        let deadline = tokio::time::Instant::now() + shared.options.grace;
+        while !shared.held().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shared.stop_where(StopReason::Shutdown, |_, _| true);
+        drop(outcomes_tx);
+        if flusher.await.is_err() {
+            tracing::error!(worker.id = %shared.worker_id, "result writer panicked during shutdown");
+        }
+        background.cancel();
+        for handle in [listener, heartbeat, reaper] {
+            let _ = handle.await;
+        }
+        if let Err(err) = shared.store.stop_worker(shared.worker_id).await {
+            tracing::warn!(worker.id = %shared.worker_id, error = %err, "could not record the worker's stop");
+        }
+        tracing::info!(worker.id = %shared.worker_id, "worker stopped");
+        Ok(())
+    }
+
+    async fn register(&self) -> Result<()> {
+        self.store.register_kinds(self.registry.kinds()).await?;
+        let kinds: HashSet<&str> = self.registry.kinds().collect();
+        for spec in self.registry.workflows() {
+            spec.compile(&|kind| kinds.contains(kind))?;
+            self.store.store_workflow(spec, "rust").await?;
+        }
+        let hostname = std::fs::read_to_string("/etc/hostname")
+            .map(|name| name.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".to_owned());
+        self.store
+            .register_worker(&WorkerRecord {
+                id: self.id,
+                hostname,
+                pid: std::process::id() as i32,
+                queue: self.options.queue.clone(),
+                slots: self.options.slots as i32,
+                started_at: chrono::Utc::now(),
+                heartbeat_at: chrono::Utc::now(),
+                stopped_at: None,
+            })
+            .await
+    }
+}
+
+/// Claims tasks while there is room and starts them, until shutdown.
+async fn claim_loop(
+    shared: &Arc<Shared>,
+    outcomes: &mpsc::UnboundedSender<execute::Completed>,
+    shutdown: &CancellationToken,
+) {
+    let options = &shared.options;
+    let capacity = options.slots + options.prefetch;
+    let mut failures: u32 = 0;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let room = capacity.saturating_sub(shared.held().len()).min(options.max_batch);
+        let mut claimed_full = false;
+        if room > 0 {
+            let started = Instant::now();
+            match shared
+                .store
+                .claim(&options.queue, room, shared.worker_id, options.lease)
+                .await
+            {
+                Ok(tasks) => {
+                    failures = 0;
+                    metrics::CLAIM_LATENCY.observe(started.elapsed());
+                    metrics::CLAIMED.add(tasks.len() as u64);
+                    claimed_full = tasks.len() == room;
+                    if !tasks.is_empty() {
+                        start_tasks(shared, tasks, outcomes).await;
+                    }
+                }
+                Err(err) => {
+                    failures += 1;
+                    let pause = backoff(failures);
+                    tracing::warn!(worker.id = %shared.worker_id, error = %err, retry_in_ms = pause.as_millis() as u64, "claim failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    continue;
+                }
+            }
+        }
+        if claimed_full {
+            continue;
+        }
+
+        let now = Instant::now();
+        let mut wait = options.poll_interval;
+        {
+            let mut due = shared.next_due.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = *due {
+                if at <= now {
+                    *due = None;
+                    continue;
+                }
+                wait = wait.min(at - now);
+            }
+        }
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {
+                let mut due = shared.next_due.lock().unwrap_or_else(|p| p.into_inner());
+                if due.is_some_and(|at| at <= Instant::now()) {
+                    *due = None;
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Loads what the claimed tasks need and starts each in a slot.
+async fn start_tasks(
+    shared: &Arc<Shared>,
+    tasks: Vec<ClaimedTask>,
+    outcomes: &mpsc::UnboundedSender<execute::Completed>,
+) {
+    let mut tokens = Vec::with_capacity(tasks.len());
+    {
+        let mut held = shared.held();
+        for task in &tasks {
+            let cancel = CancellationToken::new();
+            tokens.push(cancel.clone());
+            held.insert(
+                (task.run_id, task.idx),
+                Held {
+                    attempt_id: task.attempt_id,
+                    cancel,
+                    stop: None,
+                },
+            );
+        }
+    }
+
+    mark_runs_started(shared, &tasks);
+    let context = execute::load_context(shared, &tasks).await;
+    for (task, cancel) in tasks.into_iter().zip(tokens) {
+        let shared = Arc::clone(shared);
+        let outcomes = outcomes.clone();
+        let context = context.clone();
+        tokio::spawn(async move {
+            let completed = execute::run_attempt(&shared, task, cancel, &context).await;
+            if let Some(completed) = completed {
+                // The receiver lives until every sender is dropped, so this cannot fail
+                // while the worker runs.
+                let _ = outcomes.send(completed);
+            }
+        });
+    }
+}
+
+/// Records that runs have started, off the claim path: the statement waits for run locks.
+fn mark_runs_started(shared: &Arc<Shared>, tasks: &[ClaimedTask]) {
+    let mut new_runs: Vec<Uuid> = Vec::new();
+    {
+        let mut started = shared.started_runs.lock().unwrap_or_else(|p| p.into_inner());
+        if started.len() > 100_000 {
+            started.clear();
+        }
+        for task in tasks {
+            if started.insert(task.run_id) {
+                new_runs.push(task.run_id);
+            }
+        }
+    }
+    if new_runs.is_empty() {
+        return;
+    }
+    new_runs.sort_unstable();
+    let store = shared.store.clone();
+    tokio::spawn(async move {
+        if let Err(err) = store.mark_runs_started(&new_runs).await {
+            tracing::debug!(error = %err, "could not mark runs as running; their first completion will");
+        }
+    });
+}
+
+/// Exponential pause after repeated failures: 100 ms doubling up to 5 s.
+fn backoff(failures: u32) -> Duration {
+    let millis = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
+    Duration::from_millis(millis.min(5_000))
+}
