@@ -22,6 +22,7 @@ mod task;
 mod worker;
 mod workflow;
 pub mod postgres;
+pub mod testing;
 
 pub use builtin::{Sleep, SleepInput};
 pub use error::{Error, Result};

@@ -565,7 +565,6 @@ mod tests {
                 "invalid_retry",
                 "invalid_retry",
                 "invalid_retry",
-                "invalid_retry",
                 "invalid_timeout"
             ]
         );

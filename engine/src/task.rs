@@ -77,6 +77,7 @@ pub struct TaskContext {
     pub(crate) inner: Arc<ContextInner>,
 }
 
+#[derive(Clone)]
 pub(crate) struct ContextInner {
     pub(crate) run_id: Uuid,
     pub(crate) task_name: String,
@@ -89,6 +90,38 @@ pub(crate) struct ContextInner {
 }
 
 impl TaskContext {
+    /// Returns a context outside any worker, for running a task's body directly in tests
+    /// and tools: attempt 1 of a fresh run id, with no upstream outputs and a `null` run
+    /// input until set.
+    pub fn detached(task_name: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(ContextInner {
+                run_id: Uuid::now_v7(),
+                task_name: task_name.into(),
+                kind: kind.into(),
+                attempt: 1,
+                attempt_id: Uuid::new_v4(),
+                run_input: Arc::new(Value::Null),
+                upstream: HashMap::new(),
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Sets the run input of a detached context.
+    pub fn with_run_input(mut self, input: Value) -> Self {
+        Arc::make_mut(&mut self.inner).run_input = Arc::new(input);
+        self
+    }
+
+    /// Adds an upstream output to a detached context.
+    pub fn with_upstream(mut self, name: impl Into<String>, output: Value) -> Self {
+        Arc::make_mut(&mut self.inner)
+            .upstream
+            .insert(name.into(), output);
+        self
+    }
+
     pub fn run_id(&self) -> Uuid {
         self.inner.run_id
     }

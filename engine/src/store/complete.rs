@@ -320,20 +320,22 @@ pub(super) async fn skip_downstream(
     let run_ids: Vec<Uuid> = failed.iter().map(|k| k.0).collect();
     let idxs: Vec<i32> = failed.iter().map(|k| k.1).collect();
     Ok(sqlx::query_as(
-        "WITH RECURSIVE down(run_id, idx) AS (
-            SELECT t.run_id, child
-            FROM unnest($1::uuid[], $2::int4[]) AS f(run_id, idx)
-            JOIN task_runs t ON t.run_id = f.run_id AND t.idx = f.idx
-            CROSS JOIN LATERAL unnest(t.children) AS child
-          UNION
-            SELECT t.run_id, child
-            FROM down d
-            JOIN task_runs t ON t.run_id = d.run_id AND t.idx = d.idx
-            CROSS JOIN LATERAL unnest(t.children) AS child
-        ),
-        skipped AS (
+        "WITH skipped AS (
             UPDATE task_runs t SET status = 'skipped', finished_at = now()
-            FROM down d
+            FROM (
+                WITH RECURSIVE down(run_id, idx) AS (
+                    SELECT t.run_id, child
+                    FROM unnest($1::uuid[], $2::int4[]) AS f(run_id, idx)
+                    JOIN task_runs t ON t.run_id = f.run_id AND t.idx = f.idx
+                    CROSS JOIN LATERAL unnest(t.children) AS child
+                  UNION
+                    SELECT t.run_id, child
+                    FROM down d
+                    JOIN task_runs t ON t.run_id = d.run_id AND t.idx = d.idx
+                    CROSS JOIN LATERAL unnest(t.children) AS child
+                )
+                SELECT run_id, idx FROM down
+            ) d
             WHERE t.run_id = d.run_id AND t.idx = d.idx AND t.status = 'blocked'
             RETURNING t.run_id, t.idx
         ),
