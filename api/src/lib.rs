@@ -1,1 +1,4 @@
-//! placeholder
+//! The HTTP API and the `caraml` command line.
+
+pub mod cli;
+pub mod http;

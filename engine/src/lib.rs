@@ -14,15 +14,15 @@
 mod builtin;
 mod error;
 pub mod metrics;
+pub mod postgres;
 mod registry;
 mod retry;
 pub mod spec;
 mod store;
 mod task;
+pub mod testing;
 mod worker;
 mod workflow;
-pub mod postgres;
-pub mod testing;
 
 pub use builtin::{Sleep, SleepInput};
 pub use error::{Error, Result};
@@ -30,8 +30,8 @@ pub use registry::Registry;
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
 pub use spec::{RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
-    CANCEL_CHANNEL, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage, RunView, Store, Submission,
-    Submitted, TaskView, WorkerRecord, WorkflowView,
+    CANCEL_CHANNEL, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage, RunView,
+    Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{Worker, WorkerBuilder, WorkerOptions};

@@ -66,28 +66,69 @@ pub(crate) static CLAIM_LATENCY: Histogram = Histogram::new();
 pub fn render(queue_depths: &[(String, i64)]) -> String {
     let mut out = String::new();
     let counters = [
-        ("caraml_tasks_claimed_total", "Attempts started by this process.", &CLAIMED),
-        ("caraml_tasks_succeeded_total", "Attempts that succeeded.", &SUCCEEDED),
-        ("caraml_tasks_failed_total", "Tasks that failed for good.", &FAILED),
-        ("caraml_tasks_retried_total", "Failed attempts scheduled to run again.", &RETRIED),
-        ("caraml_tasks_rescued_total", "Attempts ended by the reaper after their lease lapsed.", &RESCUED),
-        ("caraml_stale_completions_total", "Results rejected because their attempt had lost its lease.", &STALE_REJECTED),
+        (
+            "caraml_tasks_claimed_total",
+            "Attempts started by this process.",
+            &CLAIMED,
+        ),
+        (
+            "caraml_tasks_succeeded_total",
+            "Attempts that succeeded.",
+            &SUCCEEDED,
+        ),
+        (
+            "caraml_tasks_failed_total",
+            "Tasks that failed for good.",
+            &FAILED,
+        ),
+        (
+            "caraml_tasks_retried_total",
+            "Failed attempts scheduled to run again.",
+            &RETRIED,
+        ),
+        (
+            "caraml_tasks_rescued_total",
+            "Attempts ended by the reaper after their lease lapsed.",
+            &RESCUED,
+        ),
+        (
+            "caraml_stale_completions_total",
+            "Results rejected because their attempt had lost its lease.",
+            &STALE_REJECTED,
+        ),
     ];
     for (name, help, counter) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.get());
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            counter.get()
+        );
     }
 
     let name = "caraml_claim_duration_seconds";
-    let _ = writeln!(out, "# HELP {name} Time taken by one claim query.\n# TYPE {name} histogram");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time taken by one claim query.\n# TYPE {name} histogram"
+    );
     for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&CLAIM_LATENCY.buckets) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{bound}\"}} {}",
+            bucket.load(Ordering::Relaxed)
+        );
     }
     let count = CLAIM_LATENCY.count.load(Ordering::Relaxed);
     let sum = CLAIM_LATENCY.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}");
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+    );
 
     let name = "caraml_queue_depth";
-    let _ = writeln!(out, "# HELP {name} Ready tasks that are due, per queue.\n# TYPE {name} gauge");
+    let _ = writeln!(
+        out,
+        "# HELP {name} Ready tasks that are due, per queue.\n# TYPE {name} gauge"
+    );
     for (queue, depth) in queue_depths {
         let queue = queue.replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {depth}");

@@ -46,7 +46,11 @@ impl LocalCluster {
     pub async fn start(data_dir: &Path) -> Result<Self, ClusterError> {
         let bin_dir = find_binaries().ok_or(ClusterError::BinariesNotFound)?;
         let run_as = if nix::unistd::geteuid().is_root() {
-            if nix::unistd::User::from_name("postgres").ok().flatten().is_none() {
+            if nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .is_none()
+            {
                 return Err(ClusterError::NoPostgresUser);
             }
             Some("postgres".to_owned())
@@ -143,8 +147,10 @@ impl LocalCluster {
         let data_dir = self.data_dir.display().to_string();
         let log = self.data_dir.join("postgres.log").display().to_string();
         let options = format!("-p {}", self.port);
-        self.pg_ctl(&["-D", &data_dir, "-l", &log, "-o", &options, "-w", "-t", "60", "start"])
-            .await
+        self.pg_ctl(&[
+            "-D", &data_dir, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
+        ])
+        .await
     }
 
     async fn pg_ctl(&self, args: &[&str]) -> Result<(), ClusterError> {
@@ -163,10 +169,13 @@ impl LocalCluster {
         };
         command.args(args).kill_on_drop(true);
         let described = format!("{} {}", binary.display(), args.join(" "));
-        let output = command.output().await.map_err(|err| ClusterError::Command {
-            command: described.clone(),
-            detail: err.to_string(),
-        })?;
+        let output = command
+            .output()
+            .await
+            .map_err(|err| ClusterError::Command {
+                command: described.clone(),
+                detail: err.to_string(),
+            })?;
         if !output.status.success() {
             let mut detail = String::from_utf8_lossy(&output.stderr).trim().to_owned();
             if detail.is_empty() {

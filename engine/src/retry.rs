@@ -132,7 +132,11 @@ mod tests {
 
     #[test]
     fn retryable_error_retries_while_attempts_remain() {
-        let decision = decide(Outcome::Failed(TaskError::retryable("flaky")), state(1, 3), 0.0);
+        let decision = decide(
+            Outcome::Failed(TaskError::retryable("flaky")),
+            state(1, 3),
+            0.0,
+        );
         assert_eq!(
             decision,
             Decision::Retry {
@@ -144,13 +148,21 @@ mod tests {
 
     #[test]
     fn last_attempt_fails() {
-        let decision = decide(Outcome::Failed(TaskError::retryable("flaky")), state(3, 3), 0.0);
+        let decision = decide(
+            Outcome::Failed(TaskError::retryable("flaky")),
+            state(3, 3),
+            0.0,
+        );
         assert!(matches!(decision, Decision::Fail { .. }), "{decision:?}");
     }
 
     #[test]
     fn permanent_error_fails_at_once() {
-        let decision = decide(Outcome::Failed(TaskError::permanent("bad input")), state(1, 5), 0.0);
+        let decision = decide(
+            Outcome::Failed(TaskError::permanent("bad input")),
+            state(1, 5),
+            0.0,
+        );
         assert!(matches!(decision, Decision::Fail { ref error } if error.contains("bad input")));
     }
 

@@ -223,10 +223,7 @@ impl WorkflowSpec {
         }
 
         if let Some(cycle) = find_cycle(&parents) {
-            let names: Vec<String> = cycle
-                .iter()
-                .map(|&i| self.tasks[i].name.clone())
-                .collect();
+            let names: Vec<String> = cycle.iter().map(|&i| self.tasks[i].name.clone()).collect();
             let mut path = names.join(" -> ");
             path.push_str(" -> ");
             path.push_str(&names[0]);
@@ -262,7 +259,10 @@ impl WorkflowSpec {
                 children,
                 retry: task.retry.unwrap_or_default(),
                 timeout: task.timeout_seconds.map(Duration::from_secs_f64),
-                queue: task.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
+                queue: task
+                    .queue
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
                 priority: task.priority.unwrap_or(0),
             })
             .collect();
@@ -572,15 +572,19 @@ mod tests {
 
     #[test]
     fn unknown_field_rejected_at_parse() {
-        let err = WorkflowSpec::parse(r#"{"name": "w", "tasks": [{"name": "a", "kind": "sleep", "dependson": []}]}"#)
-            .expect_err("a misspelt field is an error");
+        let err = WorkflowSpec::parse(
+            r#"{"name": "w", "tasks": [{"name": "a", "kind": "sleep", "dependson": []}]}"#,
+        )
+        .expect_err("a misspelt field is an error");
         assert!(err.to_string().contains("dependson"), "{err}");
     }
 
     #[test]
     fn yaml_parses() {
-        let spec = WorkflowSpec::parse("name: w\ntasks:\n  - name: a\n    kind: sleep\n    input: {seconds: 1}\n")
-            .expect("YAML spec parses");
+        let spec = WorkflowSpec::parse(
+            "name: w\ntasks:\n  - name: a\n    kind: sleep\n    input: {seconds: 1}\n",
+        )
+        .expect("YAML spec parses");
         assert_eq!(spec.tasks[0].input, json!({"seconds": 1}));
     }
 

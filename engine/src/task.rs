@@ -220,15 +220,18 @@ pub struct TaskLogger {
 
 impl TaskLogger {
     pub fn info(&self, message: &str) {
-        self.span.in_scope(|| tracing::info!(target: "caraml::task", "{message}"));
+        self.span
+            .in_scope(|| tracing::info!(target: "caraml::task", "{message}"));
     }
 
     pub fn warn(&self, message: &str) {
-        self.span.in_scope(|| tracing::warn!(target: "caraml::task", "{message}"));
+        self.span
+            .in_scope(|| tracing::warn!(target: "caraml::task", "{message}"));
     }
 
     pub fn error(&self, message: &str) {
-        self.span.in_scope(|| tracing::error!(target: "caraml::task", "{message}"));
+        self.span
+            .in_scope(|| tracing::error!(target: "caraml::task", "{message}"));
     }
 }
 

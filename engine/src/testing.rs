@@ -58,7 +58,10 @@ async fn server_url() -> String {
         _ => {
             let dir = target_dir().join("caraml-test-postgres");
             let cluster = LocalCluster::start(&dir).await.unwrap_or_else(|err| {
-                panic!("DATABASE_URL is not set and a private cluster could not start in {}: {err}", dir.display())
+                panic!(
+                    "DATABASE_URL is not set and a private cluster could not start in {}: {err}",
+                    dir.display()
+                )
             });
             cluster.url()
         }

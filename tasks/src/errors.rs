@@ -1,4 +1,5 @@
-//! Sorting DataFusion and file-system failures into retryable and permanent task errors.
+//! Classification of DataFusion and file-system failures into retryable and permanent task
+//! errors.
 
 use std::error::Error;
 use std::io;
@@ -7,9 +8,8 @@ use caraml_engine::{ErrorKind, TaskError};
 use datafusion::error::DataFusionError;
 use datafusion::object_store;
 
-/// Whether an I/O failure could go away on its own: a missing file or a denied permission
-/// stays that way until someone changes the input or the machine, anything else (a full
-/// disk, a flaky network mount) may not.
+/// Classifies an I/O failure. A missing file or a denied permission stays that way until
+/// someone changes the input or the machine, but a full disk or a flaky mount may recover.
 pub(crate) fn io_kind(err: &io::Error) -> ErrorKind {
     match err.kind() {
         io::ErrorKind::NotFound
@@ -31,16 +31,16 @@ pub(crate) fn task_error(kind: ErrorKind, message: String) -> TaskError {
     }
 }
 
-/// An I/O failure on `path`, with what was being done to it.
+/// Builds the task error for an I/O failure, naming the action (`doing`) and the path.
 pub(crate) fn io_error(doing: &str, path: &str, err: &io::Error) -> TaskError {
     task_error(
         io_kind(err),
-        format!("sql.query could not {doing} `{path}`: {err}"),
+        format!("sql.query failed to {doing} `{path}`: {err}"),
     )
 }
 
-/// Classifies an error by the deepest cause that tells: an I/O error or exhausted memory may
-/// pass, everything else (SQL, planning, bad data, schema) will not.
+/// Classifies an error by walking its sources. An I/O error or exhausted memory may pass, but
+/// anything else (SQL, planning, bad data, schema) will fail again.
 pub(crate) fn cause_kind(err: &(dyn Error + 'static)) -> ErrorKind {
     let mut cause = Some(err);
     while let Some(current) = cause {
@@ -56,9 +56,4 @@ pub(crate) fn cause_kind(err: &(dyn Error + 'static)) -> ErrorKind {
         cause = current.source();
     }
     ErrorKind::Permanent
-}
-
-/// The message of a DataFusion error without a backtrace, if one was captured.
-pub(crate) fn datafusion_message(err: &DataFusionError) -> String {
-    err.strip_backtrace()
 }

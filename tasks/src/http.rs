@@ -12,16 +12,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// Responses are kept inline in the task's output, which the engine caps at 2 MiB of JSON;
-/// 1 MiB of body leaves room for escaping and the headers.
+/// Maximum response body kept in the output. The engine caps inline outputs at 2 MiB of
+/// JSON, so 1 MiB of body leaves room for escaping and the headers.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 const DEFAULT_TIMEOUT_SECONDS: f64 = 30.0;
 const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
-/// How much of an unexpected response's body goes into the error message.
+/// Maximum characters of an unexpected response's body quoted in the error message.
 const ERROR_BODY_CHARS: usize = 300;
 
-/// `http.request`: sends one request and returns the status, headers and body.
+/// Task kind `http.request`, which sends one request and returns the status, headers and body.
 ///
 /// The client is built on first use and shared by every attempt, so connections are reused.
 #[derive(Default)]
@@ -43,14 +43,15 @@ impl HttpRequest {
     }
 }
 
-/// Builds the client that [`execute`] expects: it identifies itself and follows redirects.
+/// Builds the HTTP client that [`execute`] expects. It sends a `caraml/<version>` User-Agent
+/// and follows up to 10 redirects, which is reqwest's default.
 pub fn build_client() -> Result<reqwest::Client, TaskError> {
     reqwest::Client::builder()
         .user_agent(concat!("caraml/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|err| {
             TaskError::retryable(format!(
-                "http.request could not set up its HTTP client: {}",
+                "http.request failed to build its HTTP client: {}",
                 error_chain(&err)
             ))
         })
@@ -60,21 +61,22 @@ pub fn build_client() -> Result<reqwest::Client, TaskError> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequestInput {
-    /// An HTTP method such as `GET` or `POST`, in any case; `GET` when absent.
+    /// HTTP method such as `GET` or `POST`, in any letter case. Defaults to `GET`.
     #[serde(default = "default_method")]
     pub method: String,
-    /// An absolute `http` or `https` URL.
+    /// Absolute `http` or `https` URL.
     pub url: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// A string is sent as it is (as `text/plain` unless a `Content-Type` header says
-    /// otherwise); any other JSON value is sent as JSON.
+    /// Request body. A string is sent as it is, as `text/plain` unless a `Content-Type`
+    /// header is set, and any other JSON value is sent as JSON.
     #[serde(default)]
     pub body: Option<Value>,
-    /// The statuses that count as success; any 2xx status when absent.
+    /// Statuses that count as success. Defaults to any 2xx status.
     #[serde(default, deserialize_with = "deserialize_statuses")]
     pub expected_status: Option<Vec<u16>>,
-    /// Covers connecting, sending and reading the whole response; 30 when absent.
+    /// Limit in seconds for connecting, sending and reading the whole response. Defaults
+    /// to 30.
     #[serde(default)]
     pub timeout_seconds: Option<f64>,
 }
@@ -83,7 +85,7 @@ fn default_method() -> String {
     "GET".to_owned()
 }
 
-/// Accepts `200` or `[200, 201]`, so one expected status needs no list around it.
+/// Deserializes `200` or `[200, 201]`, so a single expected status needs no list.
 fn deserialize_statuses<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Vec<u16>>, D::Error> {
@@ -109,11 +111,11 @@ fn deserialize_statuses<'de, D: Deserializer<'de>>(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpRequestOutput {
     pub status: u16,
-    /// Response headers with lower-case names; repeated headers are joined with `, `.
+    /// Response headers with lower-case names. Repeated headers are joined with `, `.
     pub headers: BTreeMap<String, String>,
-    /// The parsed body when the response is JSON and complete, otherwise its text.
+    /// Parsed body when the response is JSON and complete, otherwise the body text.
     pub body: Value,
-    /// Whether the body was cut at [`MAX_BODY_BYTES`]; a cut JSON body is returned as text.
+    /// Whether the body was cut at [`MAX_BODY_BYTES`]. A cut JSON body is returned as text.
     pub body_truncated: bool,
 }
 
@@ -131,7 +133,7 @@ impl Task for HttpRequest {
     }
 }
 
-/// A request whose every part has been checked, ready to send.
+/// Request whose parts have all been validated, ready to send.
 #[derive(Debug)]
 struct Prepared {
     method: Method,
@@ -161,14 +163,14 @@ pub async fn execute(
 fn prepare(input: HttpRequestInput) -> Result<Prepared, TaskError> {
     let method = Method::from_bytes(input.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
         TaskError::permanent(format!(
-            "http.request method `{}` is not an HTTP method; use one such as GET, POST, PUT, PATCH or DELETE",
+            "http.request method `{}` is invalid; use an HTTP method such as GET, POST, PUT, PATCH or DELETE",
             input.method
         ))
     })?;
 
     let url = Url::parse(&input.url).map_err(|err| {
         TaskError::permanent(format!(
-            "http.request url `{}` is not a valid URL ({err}); give an absolute URL such as https://example.com/path",
+            "http.request url `{}` is invalid ({err}); give an absolute URL such as https://example.com/path",
             input.url
         ))
     })?;
@@ -184,13 +186,13 @@ fn prepare(input: HttpRequestInput) -> Result<Prepared, TaskError> {
     for (name, value) in &input.headers {
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             TaskError::permanent(format!(
-                "http.request header name `{name}` is not valid; use letters, digits and `-`, such as `X-Request-Id`"
+                "http.request header name `{name}` is invalid; use letters, digits and `-`, such as `X-Request-Id`"
             ))
         })?;
         // The value is left out of the message because headers often carry credentials.
         let value = HeaderValue::from_str(value).map_err(|_| {
             TaskError::permanent(format!(
-                "the value of http.request header `{name}` is not valid in HTTP; remove line breaks, control characters and non-ASCII text from it"
+                "the value of http.request header `{name}` is invalid; remove line breaks, control characters and non-ASCII text from it"
             ))
         })?;
         headers.append(header, value);
@@ -213,7 +215,7 @@ fn prepare(input: HttpRequestInput) -> Result<Prepared, TaskError> {
             }
             let bytes = serde_json::to_vec(&value).map_err(|err| {
                 TaskError::permanent(format!(
-                    "the http.request body could not be encoded as JSON: {err}"
+                    "http.request failed to encode the body as JSON: {err}"
                 ))
             })?;
             Some(bytes)
@@ -226,9 +228,12 @@ fn prepare(input: HttpRequestInput) -> Result<Prepared, TaskError> {
                 "http.request expected_status is an empty list; list at least one status, or leave it out to accept any 2xx status",
             ));
         }
-        if let Some(bad) = statuses.iter().find(|status| !(100..=599).contains(*status)) {
+        if let Some(bad) = statuses
+            .iter()
+            .find(|status| !(100..=599).contains(*status))
+        {
             return Err(TaskError::permanent(format!(
-                "http.request expected_status contains {bad}, which is not an HTTP status; use codes from 100 to 599"
+                "http.request expected_status contains {bad}, which is not an HTTP status; use status codes from 100 to 599"
             )));
         }
     }
@@ -250,7 +255,10 @@ fn prepare(input: HttpRequestInput) -> Result<Prepared, TaskError> {
     })
 }
 
-async fn send(client: &reqwest::Client, prepared: Prepared) -> Result<HttpRequestOutput, TaskError> {
+async fn send(
+    client: &reqwest::Client,
+    prepared: Prepared,
+) -> Result<HttpRequestOutput, TaskError> {
     let target = describe_url(&prepared.url);
     let timeout = prepared.timeout;
     let mut request = client
@@ -310,11 +318,11 @@ fn check_status(
     target: &str,
     body: &[u8],
 ) -> Result<(), TaskError> {
-    let wanted = match expected {
+    let is_expected = match expected {
         Some(statuses) => statuses.contains(&status.as_u16()),
         None => status.is_success(),
     };
-    if wanted {
+    if is_expected {
         return Ok(());
     }
     let expectation = match expected {
@@ -333,8 +341,8 @@ fn check_status(
     let message = format!(
         "http.request to {target} returned status {status}, expected {expectation}; response body: {excerpt:?}"
     );
-    // 408, 429 and 5xx describe the server's state at this moment, so a later attempt can
-    // succeed; any other status answers the request itself and will not change.
+    // Statuses 408, 429 and 5xx describe the server's current state, so a later attempt can
+    // succeed. Any other status is a verdict on the request itself and would repeat.
     if status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
@@ -357,34 +365,33 @@ fn transport_error(err: reqwest::Error, target: &str, timeout: Duration) -> Task
         ))
     } else if err.is_connect() {
         TaskError::retryable(format!(
-            "http.request could not connect to {target}: {detail}"
+            "http.request failed to connect to {target}: {detail}"
         ))
     } else if err.is_redirect() {
         TaskError::permanent(format!(
-            "http.request to {target} was redirected too often: {detail}; call the final URL directly"
+            "http.request to {target} failed after too many redirects: {detail}; call the final URL directly"
         ))
     } else if err.is_builder() {
-        TaskError::permanent(format!(
-            "http.request to {target} could not be built: {detail}"
-        ))
+        TaskError::permanent(format!("http.request to {target} is invalid: {detail}"))
     } else {
         TaskError::retryable(format!("http.request to {target} failed: {detail}"))
     }
 }
 
-/// The URL without credentials or query, which often hold secrets and would otherwise be
-/// stored with the error.
+/// Formats the URL without credentials, query or fragment, because these often contain
+/// secrets and error messages are stored with the run.
 fn describe_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    // Both calls only fail for URLs that cannot have credentials, which leaves nothing to hide.
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
+    let mut redacted = url.clone();
+    // Both calls fail only for URLs that cannot have credentials, so nothing is left to hide.
+    let _ = redacted.set_username("");
+    let _ = redacted.set_password(None);
+    redacted.set_query(None);
+    redacted.set_fragment(None);
+    redacted.to_string()
 }
 
-/// An error and its causes, because reqwest's own message rarely says what went wrong.
+/// Joins an error with its sources, because reqwest's top-level message rarely names the
+/// cause.
 fn error_chain(err: &reqwest::Error) -> String {
     let mut parts = vec![err.to_string()];
     let mut source = err.source();

@@ -20,3 +20,17 @@ pub use tables::{TableFormat, TableSource};
 pub fn register(registry: &mut Registry) {
     registry.task(HttpRequest::new()).task(SqlQuery);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_adds_both_kinds() {
+        let mut registry = Registry::with_builtins();
+        register(&mut registry);
+        assert!(registry.has_kind("http.request"));
+        assert!(registry.has_kind("sql.query"));
+        assert!(registry.has_kind("sleep"));
+    }
+}

@@ -18,30 +18,31 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::errors::{cause_kind, datafusion_message, io_error, task_error};
+use crate::errors::{cause_kind, io_error, task_error};
 use crate::rows::to_json_rows;
-use crate::tables::{TableSource, deserialize_tables, register_tables};
+use crate::tables::{Registered, TableSource, deserialize_tables, register_tables};
 
 /// The row limit for inline results when the input sets none.
 pub const DEFAULT_MAX_ROWS: usize = 1000;
 
-/// `sql.query`: runs one SQL query over the tables named in its input.
+/// Task kind `sql.query`, which runs one SQL query over the tables named in its input.
 pub struct SqlQuery;
 
 /// The input of `sql.query`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlQueryInput {
-    /// Table name to source; each is registered under its name before the query runs.
+    /// Tables by name. Each is registered under its name before the query runs.
     #[serde(default, deserialize_with = "deserialize_tables")]
     pub tables: BTreeMap<String, TableSource>,
-    /// One query (`SELECT` or `WITH`); statements that create, change or set anything are
-    /// refused.
+    /// One query (`SELECT` or `WITH`). Statements that create, change or set anything are
+    /// rejected.
     pub sql: String,
-    /// A Parquet file to write the result to; parent directories are created.
+    /// Parquet file to write the result to. Missing parent directories are created.
     #[serde(default)]
     pub output: Option<String>,
-    /// Without `output`: the most rows returned inline; [`DEFAULT_MAX_ROWS`] when absent.
+    /// Maximum rows returned inline when `output` is absent. Defaults to
+    /// [`DEFAULT_MAX_ROWS`].
     #[serde(default)]
     pub max_rows: Option<usize>,
 }
@@ -50,13 +51,13 @@ pub struct SqlQueryInput {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SqlQueryOutput {
-    /// The result went to the Parquet file at `path`, an absolute path.
+    /// Result written to the Parquet file at `path`, an absolute path.
     Written {
         path: String,
         rows: u64,
         columns: Vec<String>,
     },
-    /// The result itself, one object per row.
+    /// Result rows in the output itself, one object per row.
     Inline {
         rows: u64,
         columns: Vec<String>,
@@ -69,13 +70,17 @@ impl Task for SqlQuery {
     type Output = SqlQueryOutput;
     const KIND: &'static str = "sql.query";
 
-    async fn run(&self, ctx: TaskContext, input: SqlQueryInput) -> Result<SqlQueryOutput, TaskError> {
+    async fn run(
+        &self,
+        ctx: TaskContext,
+        input: SqlQueryInput,
+    ) -> Result<SqlQueryOutput, TaskError> {
         execute(input, ctx.upstream(), ctx.cancellation()).await
     }
 }
 
-/// Runs the query described by `input`; `upstream` holds the outputs of upstream nodes by
-/// name, for tables given as `{"upstream": node}`. Stops when `cancel` fires.
+/// Runs the query described by `input` and stops when `cancel` fires. `upstream` maps
+/// upstream node names to their outputs, for tables given as `{"upstream": node}`.
 pub async fn execute(
     input: SqlQueryInput,
     upstream: &HashMap<String, Value>,
@@ -96,7 +101,7 @@ async fn run(
 ) -> Result<SqlQueryOutput, TaskError> {
     check_input(&input)?;
     let ctx = SessionContext::new();
-    register_tables(&ctx, &input.tables, upstream).await?;
+    let registered = register_tables(&ctx, &input.tables, upstream).await?;
 
     let options = SQLOptions::new()
         .with_allow_ddl(false)
@@ -105,18 +110,21 @@ async fn run(
     let frame = ctx
         .sql_with_options(&input.sql, options)
         .await
-        .map_err(|err| planning_error(&err, &input.tables))?;
+        .map_err(|err| planning_error(&err, &registered))?;
     let columns: Vec<String> = frame
         .schema()
         .fields()
         .iter()
         .map(|field| field.name().clone())
         .collect();
-    let stream = frame.execute_stream().await.map_err(|err| running_error(&err))?;
+    let stream = frame
+        .execute_stream()
+        .await
+        .map_err(|err| running_error(&err, &registered))?;
 
     match input.output {
         Some(output) => {
-            let (path, rows) = write_parquet(stream, &output).await?;
+            let (path, rows) = write_parquet(stream, &output, &registered).await?;
             Ok(SqlQueryOutput::Written {
                 path,
                 rows,
@@ -125,7 +133,7 @@ async fn run(
         }
         None => {
             let max_rows = input.max_rows.unwrap_or(DEFAULT_MAX_ROWS);
-            let (rows, data) = collect_rows(stream, max_rows).await?;
+            let (rows, data) = collect_rows(stream, max_rows, &registered).await?;
             Ok(SqlQueryOutput::Inline {
                 rows,
                 columns,
@@ -152,46 +160,67 @@ fn check_input(input: &SqlQueryInput) -> Result<(), TaskError> {
     }
 }
 
-fn planning_error(err: &DataFusionError, tables: &BTreeMap<String, TableSource>) -> TaskError {
-    let message = datafusion_message(err);
-    if matches!(err.find_root(), DataFusionError::SQL(..)) {
+fn planning_error(err: &DataFusionError, registered: &Registered) -> TaskError {
+    if let DataFusionError::SQL(parser, _) = err.find_root() {
         return TaskError::permanent(format!(
-            "sql.query could not parse `sql`: {message}; fix the statement"
+            "sql.query failed to parse `sql`: {parser}; fix the statement"
         ));
     }
-    let names: Vec<&str> = tables.keys().map(String::as_str).collect();
+    let message = err.strip_backtrace();
+    let rejected_statements = [
+        "DDL not supported",
+        "DML not supported",
+        "Statement not supported",
+    ];
+    if rejected_statements
+        .iter()
+        .any(|phrase| message.contains(phrase))
+    {
+        return TaskError::permanent(format!(
+            "sql.query runs only queries (SELECT or WITH), and `sql` is another statement ({message}); to keep a result, set `output` instead of using CREATE TABLE or COPY"
+        ));
+    }
+    let tables = if registered.tables.is_empty() {
+        String::new()
+    } else {
+        format!(" (tables: {})", registered.tables.join(", "))
+    };
     task_error(
         cause_kind(err),
         format!(
-            "sql.query could not plan `sql`: {message}; the query can read the tables [{}]",
-            names.join(", ")
+            "sql.query failed to plan `sql`: {}{tables}{}",
+            message.trim_end(),
+            registered.text_hint(&message)
         ),
     )
 }
 
-fn running_error(err: &DataFusionError) -> TaskError {
+fn running_error(err: &DataFusionError, registered: &Registered) -> TaskError {
+    let message = err.strip_backtrace();
     task_error(
         cause_kind(err),
         format!(
-            "sql.query failed while running the query: {}",
-            datafusion_message(err)
+            "sql.query failed while running the query: {}{}",
+            message.trim_end(),
+            registered.text_hint(&message)
         ),
     )
 }
 
-/// Collects the result for the task's output, refusing more than `max_rows` rows or more
-/// JSON than the engine keeps inline.
+/// Collects the result rows for the task's output. Rejects more than `max_rows` rows and
+/// more JSON than the engine stores inline.
 async fn collect_rows(
     mut stream: SendableRecordBatchStream,
     max_rows: usize,
+    registered: &Registered,
 ) -> Result<(u64, Vec<Map<String, Value>>), TaskError> {
     let mut batches = Vec::new();
     let mut rows: usize = 0;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|err| running_error(&err))?;
+        let batch = batch.map_err(|err| running_error(&err, registered))?;
         rows += batch.num_rows();
-        // Past the limit the batches are only counted, so the error can say how many rows
-        // there are without holding them.
+        // Past the limit the batches are only counted, so the error can report the row
+        // count without keeping the rows in memory.
         if rows <= max_rows {
             batches.push(batch);
         } else {
@@ -216,14 +245,15 @@ async fn collect_rows(
 
 /// Writes the result to `output` and returns its absolute path and row count.
 ///
-/// The file is written under a temporary name and renamed at the end, so a reader never sees
-/// a partial file, and an attempt that dies halfway leaves the previous result in place.
+/// The file is written under a temporary name and renamed at the end. A reader therefore
+/// never reads a partial file, and an attempt that dies halfway leaves any previous file.
 async fn write_parquet(
     mut stream: SendableRecordBatchStream,
     output: &str,
+    registered: &Registered,
 ) -> Result<(String, u64), TaskError> {
     let target = std::path::absolute(output).map_err(|err| io_error("resolve", output, &err))?;
-    let shown = target.display().to_string();
+    let display_path = target.display().to_string();
     if let Some(parent) = target.parent() {
         tokio::fs::create_dir_all(parent)
             .await
@@ -238,38 +268,38 @@ async fn write_parquet(
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .build();
     let mut writer = AsyncArrowWriter::try_new(file, stream.schema(), Some(properties))
-        .map_err(|err| parquet_error(&shown, &err))?;
+        .map_err(|err| parquet_error(&display_path, &err))?;
 
     let mut rows: u64 = 0;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|err| running_error(&err))?;
+        let batch = batch.map_err(|err| running_error(&err, registered))?;
         rows += batch.num_rows() as u64;
         writer
             .write(&batch)
             .await
-            .map_err(|err| parquet_error(&shown, &err))?;
+            .map_err(|err| parquet_error(&display_path, &err))?;
     }
     writer
         .close()
         .await
-        .map_err(|err| parquet_error(&shown, &err))?;
+        .map_err(|err| parquet_error(&display_path, &err))?;
 
     tokio::fs::rename(&partial.path, &target)
         .await
-        .map_err(|err| io_error("write", &shown, &err))?;
+        .map_err(|err| io_error("write", &display_path, &err))?;
     partial.keep();
-    Ok((shown, rows))
+    Ok((display_path, rows))
 }
 
 fn parquet_error(path: &str, err: &ParquetError) -> TaskError {
     task_error(
         cause_kind(err),
-        format!("sql.query could not write Parquet to `{path}`: {err}"),
+        format!("sql.query failed to write Parquet to `{path}`: {err}"),
     )
 }
 
-/// A file being written under a temporary name; removed on drop unless kept, so failed and
-/// cancelled attempts leave nothing behind.
+/// File written under a temporary name and removed on drop unless kept, so failed and
+/// cancelled attempts leave nothing behind. A killed process can still leave one behind.
 struct PartialFile {
     path: PathBuf,
     keep: bool,

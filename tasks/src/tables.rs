@@ -14,27 +14,28 @@ use datafusion::prelude::{
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::errors::{cause_kind, datafusion_message, io_error, task_error};
+use crate::errors::{cause_kind, io_error, task_error};
 
-/// Where one table's rows come from.
+/// Source of one table's rows.
 ///
-/// In the input it is either a path (`"flights.csv"`) or an object with `path` or
+/// In the input it is either a path such as `"flights.csv"` or an object with `path` or
 /// `upstream` and optional read settings.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableSource {
-    /// A file, or a directory of files of one format.
+    /// File, or directory of files in one format. Glob patterns are not supported.
     pub path: Option<String>,
-    /// The name of an upstream node whose output holds a `path`, as `sql.query` writes it.
+    /// Name of an upstream node whose output contains a `path`, such as a `sql.query` with
+    /// `output`.
     pub upstream: Option<String>,
-    /// Taken from the file extension when absent; upstream outputs without a known
-    /// extension are read as Parquet.
+    /// File format, inferred from the file extension when absent. Upstream outputs without a
+    /// known extension are read as Parquet.
     pub format: Option<TableFormat>,
-    /// CSV only: whether the first line names the columns; true when absent.
+    /// CSV only: whether the first line contains the column names. Defaults to true.
     pub has_header: Option<bool>,
-    /// CSV only: the field separator, one ASCII character; `,` when absent.
+    /// CSV only: field separator, a single ASCII character. Defaults to `,`.
     pub delimiter: Option<char>,
-    /// CSV only: values that mean null, such as `NA`, besides the empty field.
+    /// CSV only: values read as null, such as `NA`. An empty field is always null.
     pub null_values: Option<Vec<String>>,
 }
 
@@ -93,14 +94,38 @@ pub(crate) fn deserialize_tables<'de, D: Deserializer<'de>>(
 /// A table source with its path resolved and its settings checked.
 #[derive(Debug)]
 struct Resolved {
-    /// Directories end in `/`: DataFusion only lists a path as a directory when it does.
     path: String,
     format: TableFormat,
-    /// The extension DataFusion filters the listed files by.
+    /// Extension that DataFusion filters the listed files by.
     extension: String,
     has_header: bool,
     delimiter: u8,
     null_values: Vec<String>,
+}
+
+/// Names of the registered tables, for error messages about the query.
+#[derive(Debug, Default)]
+pub(crate) struct Registered {
+    pub(crate) tables: Vec<String>,
+    /// CSV tables read without `null_values`, where a marker such as `NA` turns a numeric
+    /// column into text.
+    pub(crate) csv_without_nulls: Vec<String>,
+}
+
+impl Registered {
+    /// Builds a hint for errors that mention text values, which usually come from a numeric
+    /// CSV column read as text because of a null marker.
+    pub(crate) fn text_hint(&self, message: &str) -> String {
+        if self.csv_without_nulls.is_empty()
+            || !(message.contains("Utf8") || message.contains("cast string"))
+        {
+            return String::new();
+        }
+        format!(
+            "; if a numeric column of {} holds a marker for missing values such as NA, it is read as text: list the marker in that table's `null_values`",
+            self.csv_without_nulls.join(", ")
+        )
+    }
 }
 
 /// Registers every table with `ctx` under its own name.
@@ -108,15 +133,20 @@ pub(crate) async fn register_tables(
     ctx: &SessionContext,
     tables: &BTreeMap<String, TableSource>,
     upstream: &HashMap<String, Value>,
-) -> Result<(), TaskError> {
+) -> Result<Registered, TaskError> {
+    let mut registered = Registered::default();
     for (name, source) in tables {
         check_table_name(name)?;
         let resolved = resolve(name, source, upstream).await?;
         register(ctx, name, &resolved)
             .await
             .map_err(|err| registration_error(name, &resolved, &err))?;
+        registered.tables.push(name.clone());
+        if resolved.format == TableFormat::Csv && resolved.null_values.is_empty() {
+            registered.csv_without_nulls.push(name.clone());
+        }
     }
-    Ok(())
+    Ok(registered)
 }
 
 fn check_table_name(name: &str) -> Result<(), TaskError> {
@@ -164,7 +194,7 @@ async fn resolve(
     let metadata = tokio::fs::metadata(&path).await.map_err(|err| {
         if err.kind() == std::io::ErrorKind::NotFound {
             TaskError::permanent(format!(
-                "sql.query table `{name}`: `{path}` does not exist{}; check the path",
+                "sql.query table `{name}`: file `{path}` not found{}; check the path",
                 working_directory_note(&path)
             ))
         } else {
@@ -177,25 +207,20 @@ async fn resolve(
         None if from_upstream => TableFormat::Parquet,
         None => {
             return Err(TaskError::permanent(format!(
-                "sql.query cannot tell the format of table `{name}` from `{path}`; add \"format\": \"csv\" or \"format\": \"parquet\""
+                "sql.query cannot infer the format of table `{name}` from `{path}`; add \"format\": \"csv\" or \"format\": \"parquet\""
             )));
         }
     };
 
-    let (path, extension) = if metadata.is_dir() {
-        let mut path = path;
-        if !path.ends_with('/') {
-            path.push('/');
-        }
-        (path, format!(".{}", format.name()))
+    let extension = if metadata.is_dir() {
+        format!(".{}", format.name())
     } else {
         // DataFusion skips files whose name does not end in the extension it is given,
         // even a file named directly, so a file is given its own extension.
-        let extension = Path::new(&path)
+        Path::new(&path)
             .extension()
             .and_then(|extension| extension.to_str())
-            .map_or_else(String::new, |extension| format!(".{extension}"));
-        (path, extension)
+            .map_or_else(String::new, |extension| format!(".{extension}"))
     };
 
     let csv_only = [
@@ -203,12 +228,12 @@ async fn resolve(
         ("delimiter", source.delimiter.is_some()),
         ("null_values", source.null_values.is_some()),
     ];
-    if format == TableFormat::Parquet {
-        if let Some((setting, _)) = csv_only.iter().find(|(_, given)| *given) {
-            return Err(TaskError::permanent(format!(
-                "sql.query table `{name}` is Parquet, but `{setting}` only applies to CSV; remove it"
-            )));
-        }
+    if format == TableFormat::Parquet
+        && let Some((setting, _)) = csv_only.iter().find(|(_, given)| *given)
+    {
+        return Err(TaskError::permanent(format!(
+            "sql.query table `{name}` is Parquet, but `{setting}` only applies to CSV; remove it"
+        )));
     }
 
     let delimiter = match source.delimiter {
@@ -262,7 +287,11 @@ fn working_directory_note(path: &str) -> String {
     }
 }
 
-async fn register(ctx: &SessionContext, name: &str, table: &Resolved) -> Result<(), DataFusionError> {
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    table: &Resolved,
+) -> Result<(), DataFusionError> {
     let reference = TableReference::bare(name);
     match table.format {
         TableFormat::Parquet => {
@@ -283,10 +312,15 @@ async fn register(ctx: &SessionContext, name: &str, table: &Resolved) -> Result<
     }
 }
 
-/// DataFusion 55 uses `null_regex` when it infers a CSV schema but not when it reads rows
-/// (apache/datafusion#25213), so a numeric column holding `NA` is typed as a number and then
-/// fails to parse. Instead the file is read with every column as text, and a view turns the
-/// null markers into nulls and casts each column to the type inferred with the regex.
+/// Registers a CSV table whose null markers become nulls.
+///
+/// DataFusion 55.2 applies `null_regex` when it infers a CSV schema, but `CsvSource::builder`
+/// never passes it to the reader. A numeric column containing `NA` is therefore typed as a
+/// number and then fails to parse. This function reads every column as text instead, and a
+/// view turns the markers into nulls and casts each column to the type inferred with the regex.
+///
+/// NOTE: once DataFusion applies `null_regex` when reading, `CsvReadOptions::null_regex`
+/// alone can replace this view.
 async fn register_csv_with_nulls(
     ctx: &SessionContext,
     reference: TableReference,
@@ -303,7 +337,9 @@ async fn register_csv_with_nulls(
     let inferred = ctx
         .read_csv(
             table.path.as_str(),
-            options.clone().null_regex(Some(format!("^(?:{null_regex})$"))),
+            options
+                .clone()
+                .null_regex(Some(format!("^(?:{null_regex})$"))),
         )
         .await?;
     let typed = inferred.schema().as_arrow().clone();
@@ -326,13 +362,22 @@ async fn register_csv_with_nulls(
         .collect();
     let mut columns = Vec::with_capacity(typed.fields().len());
     for field in typed.fields() {
+        // Schema inference reads the first 1000 rows (DataFusion 55's default), and a column
+        // without values there is inferred as Null. Text cannot be cast to Null, so such a
+        // column stays text.
+        // NOTE: values of that column after the first 1000 rows arrive as text, so a query
+        // has to cast them.
+        let data_type = match field.data_type() {
+            DataType::Null => DataType::Utf8,
+            other => other.clone(),
+        };
         let column = ident(field.name());
         let nulled = when(
             column.clone().in_list(markers.clone(), false),
             lit(ScalarValue::Utf8(None)),
         )
         .otherwise(column)?;
-        columns.push(cast(nulled, field.data_type().clone()).alias(field.name()));
+        columns.push(cast(nulled, data_type).alias(field.name()));
     }
     let view = raw.select(columns)?.into_view();
     ctx.register_table(reference, view)?;
@@ -356,10 +401,10 @@ fn registration_error(name: &str, table: &Resolved, err: &DataFusionError) -> Ta
     task_error(
         cause_kind(err),
         format!(
-            "sql.query could not read table `{name}` from `{}` as {}: {}",
+            "sql.query failed to read table `{name}` from `{}` as {}: {}",
             table.path,
             table.format.name(),
-            datafusion_message(err)
+            err.strip_backtrace()
         ),
     )
 }
@@ -378,7 +423,10 @@ mod tests {
     #[test]
     fn formats_come_from_extensions() {
         assert_eq!(TableFormat::from_path("a/b.CSV"), Some(TableFormat::Csv));
-        assert_eq!(TableFormat::from_path("b.parquet"), Some(TableFormat::Parquet));
+        assert_eq!(
+            TableFormat::from_path("b.parquet"),
+            Some(TableFormat::Parquet)
+        );
         assert_eq!(TableFormat::from_path("b.txt"), None);
         assert_eq!(TableFormat::from_path("b"), None);
     }

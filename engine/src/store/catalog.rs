@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::Store;
 use crate::error::{Error, Result};
+use crate::registry::Registry;
 use crate::spec::WorkflowSpec;
 
 /// A worker process as it registered itself.
@@ -22,6 +23,17 @@ pub struct WorkerRecord {
 }
 
 impl Store {
+    /// Records the registry's task kinds and stores its workflows, after checking each
+    /// workflow against the registry's kinds.
+    pub async fn register(&self, registry: &Registry) -> Result<()> {
+        self.register_kinds(registry.kinds()).await?;
+        for spec in registry.workflows() {
+            spec.compile(&|kind| registry.has_kind(kind))?;
+            self.store_workflow(spec, "rust").await?;
+        }
+        Ok(())
+    }
+
     /// Records that some process can run these task kinds.
     pub async fn register_kinds<'a>(&self, kinds: impl Iterator<Item = &'a str>) -> Result<()> {
         let kinds: Vec<&str> = kinds.collect();

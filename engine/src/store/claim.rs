@@ -124,7 +124,9 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(run_id, idx, name, output)| ((run_id, idx), (name, output.unwrap_or(Value::Null))))
+            .map(|(run_id, idx, name, output)| {
+                ((run_id, idx), (name, output.unwrap_or(Value::Null)))
+            })
             .collect())
     }
 }

@@ -28,7 +28,9 @@ pub use catalog::WorkerRecord;
 pub(crate) use claim::ClaimedTask;
 pub(crate) use complete::{Fence, Finished};
 pub(crate) use lease::LeaseState;
-pub use query::{EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView, WorkflowView};
+pub use query::{
+    EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView, WorkflowView,
+};
 pub use submit::{Submission, Submitted};
 
 use crate::error::Result;

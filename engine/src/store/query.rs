@@ -1,7 +1,7 @@
 //! Read models for the API: runs with their tasks, run lists, events and workflows.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 // The only dynamic SQL here splices in the constant column list RUN_COLUMNS.
 use sqlx::AssertSqlSafe;
@@ -16,7 +16,7 @@ pub const RUN_STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed",
 /// Largest page of runs one request returns.
 pub const MAX_PAGE: u32 = 500;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RunView {
     pub id: Uuid,
     pub workflow: String,
@@ -33,11 +33,11 @@ pub struct RunView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     #[sqlx(skip)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<TaskView>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskView {
     pub name: String,
     pub kind: String,
@@ -109,11 +109,13 @@ type TaskRow = (
 impl Store {
     /// Returns a run with its tasks in spec order.
     pub async fn get_run(&self, run_id: Uuid) -> Result<RunView> {
-        let mut run: RunView = sqlx::query_as(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::run_not_found(run_id))?;
+        let mut run: RunView = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::run_not_found(run_id))?;
         let rows: Vec<TaskRow> = sqlx::query_as(
             "SELECT idx, name, kind, status, parents, queue, attempt, started_at, finished_at,
                     run_at, error, output
@@ -126,7 +128,20 @@ impl Store {
         let tasks = rows
             .into_iter()
             .map(
-                |(_, name, kind, status, parents, queue, attempts, started_at, finished_at, run_at, error, output)| {
+                |(
+                    _,
+                    name,
+                    kind,
+                    status,
+                    parents,
+                    queue,
+                    attempts,
+                    started_at,
+                    finished_at,
+                    run_at,
+                    error,
+                    output,
+                )| {
                     TaskView {
                         depends_on: parents
                             .iter()
@@ -152,11 +167,13 @@ impl Store {
 
     /// Returns the status of a run, without its tasks.
     pub async fn run_summary(&self, run_id: Uuid) -> Result<RunView> {
-        sqlx::query_as(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::run_not_found(run_id))
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::run_not_found(run_id))
     }
 
     /// Lists runs, newest first.

@@ -238,9 +238,10 @@ impl TaskColumns {
             columns
                 .max_backoff_ms
                 .push(seconds_to_ms(node.retry.max_backoff_seconds));
-            columns
-                .timeout_ms
-                .push(node.timeout.map(|t| t.as_millis().min(i32::MAX as u128) as i32));
+            columns.timeout_ms.push(
+                node.timeout
+                    .map(|t| t.as_millis().min(i32::MAX as u128) as i32),
+            );
         }
         columns
     }

@@ -64,7 +64,11 @@ pub(super) async fn load_context(shared: &Shared, tasks: &[ClaimedTask]) -> Batc
         let cache = shared.run_inputs.lock().unwrap_or_else(|p| p.into_inner());
         tasks
             .iter()
-            .filter_map(|t| cache.get(&t.run_id).map(|input| (t.run_id, Arc::clone(input))))
+            .filter_map(|t| {
+                cache
+                    .get(&t.run_id)
+                    .map(|input| (t.run_id, Arc::clone(input)))
+            })
             .collect()
     };
 
@@ -131,7 +135,9 @@ pub(super) async fn run_attempt(
             if let Some(error) = &context.error {
                 Some(Outcome::Failed(TaskError::retryable(error.clone())))
             } else {
-                execute(shared, &task, cancel, context).instrument(span.clone()).await
+                execute(shared, &task, cancel, context)
+                    .instrument(span.clone())
+                    .await
             }
         }
     };

@@ -43,6 +43,15 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 LeaseState::Renewed => continue,
                 LeaseState::RunCancelled => StopReason::RunCancelled,
                 LeaseState::Lost => {
+                    // The result may have been written between the snapshot and the
+                    // heartbeat, which also ends the lease: only a still-held attempt lost it.
+                    let still_held = shared
+                        .held()
+                        .get(&(*run_id, *idx))
+                        .is_some_and(|held| held.attempt_id == *attempt_id);
+                    if !still_held {
+                        continue;
+                    }
                     tracing::warn!(run.id = %run_id, task.idx = idx, attempt.id = %attempt_id, "lease lost; stopping the attempt");
                     StopReason::LeaseLost
                 }
@@ -78,7 +87,10 @@ pub(super) async fn reap(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 async fn reap_once(shared: &Shared) -> crate::error::Result<()> {
-    let expired = shared.store.expired_attempts(shared.options.max_batch).await?;
+    let expired = shared
+        .store
+        .expired_attempts(shared.options.max_batch)
+        .await?;
     if expired.is_empty() {
         return Ok(());
     }
@@ -98,7 +110,9 @@ async fn reap_once(shared: &Shared) -> crate::error::Result<()> {
                 attempt: task.attempt.max(0) as u32,
                 attempt_limit: task.attempt_limit.max(0) as u32,
                 max_attempts: task.max_attempts.max(1) as u32,
-                initial_backoff: std::time::Duration::from_millis(task.initial_backoff_ms.max(0) as u64),
+                initial_backoff: std::time::Duration::from_millis(
+                    task.initial_backoff_ms.max(0) as u64
+                ),
                 max_backoff: std::time::Duration::from_millis(task.max_backoff_ms.max(0) as u64),
             };
             Finished {

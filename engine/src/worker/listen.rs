@@ -89,7 +89,10 @@ fn handle(shared: &Shared, channel: &str, payload: &str) {
 
 /// Converts a Unix time in milliseconds, as the database's clock gave it, to an `Instant`.
 fn instant_from_unix_ms(ms: u64) -> Option<Instant> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
     let ahead = Duration::from_millis(ms.saturating_sub(now_ms));
     Instant::now().checked_add(ahead)
 }

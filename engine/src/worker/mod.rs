@@ -136,7 +136,9 @@ impl Shared {
     fn held(&self) -> MutexGuard<'_, HashMap<(Uuid, i32), Held>> {
         // A poisoned lock means a loop panicked while holding it; the map itself is still
         // consistent, because every critical section only inserts or removes whole entries.
-        self.held.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.held
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Cancels held attempts matching `filter`, recording why.
@@ -227,12 +229,7 @@ impl Worker {
     }
 
     async fn register(&self) -> Result<()> {
-        self.store.register_kinds(self.registry.kinds()).await?;
-        let kinds: HashSet<&str> = self.registry.kinds().collect();
-        for spec in self.registry.workflows() {
-            spec.compile(&|kind| kinds.contains(kind))?;
-            self.store.store_workflow(spec, "rust").await?;
-        }
+        self.store.register(&self.registry).await?;
         let hostname = std::fs::read_to_string("/etc/hostname")
             .map(|name| name.trim().to_owned())
             .unwrap_or_else(|_| "unknown".to_owned());
@@ -264,7 +261,9 @@ async fn claim_loop(
         if shutdown.is_cancelled() {
             return;
         }
-        let room = capacity.saturating_sub(shared.held().len()).min(options.max_batch);
+        let room = capacity
+            .saturating_sub(shared.held().len())
+            .min(options.max_batch);
         let mut claimed_full = false;
         if room > 0 {
             let started = Instant::now();
@@ -367,7 +366,10 @@ async fn start_tasks(
 fn mark_runs_started(shared: &Arc<Shared>, tasks: &[ClaimedTask]) {
     let mut new_runs: Vec<Uuid> = Vec::new();
     {
-        let mut started = shared.started_runs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut started = shared
+            .started_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if started.len() > 100_000 {
             started.clear();
         }

@@ -56,9 +56,20 @@ async fn diamond_passes_outputs_downstream() {
     let d = task(&run, "d").output.clone().expect("d has an output");
     assert_eq!(d["input"], json!({"value": 4}));
     assert_eq!(d["run_input"], json!({"who": "diamond"}));
-    assert_eq!(d["upstream"]["b"]["input"], json!({"value": 2}), "d sees b's output");
-    assert_eq!(d["upstream"]["c"]["input"], json!({"value": 3}), "d sees c's output");
-    assert!(d["upstream"].get("a").is_none(), "only direct parents are passed");
+    assert_eq!(
+        d["upstream"]["b"]["input"],
+        json!({"value": 2}),
+        "d sees b's output"
+    );
+    assert_eq!(
+        d["upstream"]["c"]["input"],
+        json!({"value": 3}),
+        "d sees c's output"
+    );
+    assert!(
+        d["upstream"].get("a").is_none(),
+        "only direct parents are passed"
+    );
 
     let order = harness.event_order(run_id).await;
     let at = |kind: &str, name: &str| {
@@ -78,7 +89,9 @@ async fn fan_out_and_fan_in() {
     let mut tasks = vec![json!({"name": "root", "kind": "test.echo"})];
     let leaves: Vec<String> = (0..200).map(|i| format!("leaf_{i}")).collect();
     for (i, leaf) in leaves.iter().enumerate() {
-        tasks.push(json!({"name": leaf, "kind": "test.echo", "input": {"i": i}, "depends_on": ["root"]}));
+        tasks.push(
+            json!({"name": leaf, "kind": "test.echo", "input": {"i": i}, "depends_on": ["root"]}),
+        );
     }
     tasks.push(json!({"name": "sink", "kind": "test.echo", "depends_on": leaves}));
     let run_id = submit(
@@ -151,7 +164,10 @@ async fn permanent_failure_skips_downstream_only() {
     assert_eq!(task(&run, "child").status, "skipped");
     assert_eq!(task(&run, "grandchild").status, "skipped");
     assert_eq!(task(&run, "independent").status, "succeeded");
-    assert_eq!((run.tasks_failed, run.tasks_skipped, run.tasks_succeeded), (1, 2, 1));
+    assert_eq!(
+        (run.tasks_failed, run.tasks_skipped, run.tasks_succeeded),
+        (1, 2, 1)
+    );
 }
 
 #[tokio::test]
@@ -170,7 +186,11 @@ async fn attempt_times_out() {
     assert_eq!(run.status, "failed");
     let s = task(&run, "s");
     assert_eq!(s.attempts, 2, "each attempt timed out");
-    assert!(s.error.as_deref().unwrap_or("").contains("timed out"), "{:?}", s.error);
+    assert!(
+        s.error.as_deref().unwrap_or("").contains("timed out"),
+        "{:?}",
+        s.error
+    );
 }
 
 #[tokio::test]
@@ -187,7 +207,11 @@ async fn cancel_reaches_running_task() {
     .await;
     harness.wait_task_status(run_id, "s", "running").await;
     let started = std::time::Instant::now();
-    harness.store.cancel_run(run_id).await.expect("cancel accepted");
+    harness
+        .store
+        .cancel_run(run_id)
+        .await
+        .expect("cancel accepted");
     harness.wait_task_status(run_id, "s", "cancelled").await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -218,15 +242,25 @@ async fn resume_reuses_succeeded_outputs() {
     assert_eq!(task(&run, "c").status, "skipped");
     let a_output = task(&run, "a").output.clone();
 
-    TOGGLE_BROKEN.lock().expect("toggle lock").retain(|k| k != &key);
-    harness.store.retry_run(run_id).await.expect("retry accepted");
+    TOGGLE_BROKEN
+        .lock()
+        .expect("toggle lock")
+        .retain(|k| k != &key);
+    harness
+        .store
+        .retry_run(run_id)
+        .await
+        .expect("retry accepted");
     let run = harness.wait(run_id).await;
     assert_eq!(run.status, "succeeded");
     assert_eq!(task(&run, "a").attempts, 1, "a was not run again");
     assert_eq!(task(&run, "a").output, a_output, "a kept its stored output");
     assert_eq!(task(&run, "b").attempts, 2);
     let c = task(&run, "c").output.clone().expect("c output");
-    assert_eq!(c["upstream"]["b"]["seen"], a_output.expect("a output")["touched"]);
+    assert_eq!(
+        c["upstream"]["b"]["seen"],
+        a_output.expect("a output")["touched"]
+    );
 }
 
 #[tokio::test]
@@ -294,7 +328,10 @@ async fn oversized_output_fails_clearly() {
     let b = task(&run, "b");
     assert_eq!(b.status, "failed");
     assert!(
-        b.error.as_deref().unwrap_or("").contains("limit for inline outputs"),
+        b.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("limit for inline outputs"),
         "{:?}",
         b.error
     );

@@ -55,7 +55,18 @@ impl Harness {
         // Kinds must be known before the first submission, so register them now rather
         // than waiting for the worker task to start.
         db.store
-            .register_kinds(["sleep", "test.echo", "test.flaky", "test.fail", "test.touch", "test.toggle", "test.big"].into_iter())
+            .register_kinds(
+                [
+                    "sleep",
+                    "test.echo",
+                    "test.flaky",
+                    "test.fail",
+                    "test.touch",
+                    "test.toggle",
+                    "test.big",
+                ]
+                .into_iter(),
+            )
             .await
             .expect("register kinds");
         let shutdown = CancellationToken::new();
@@ -79,14 +90,16 @@ impl Harness {
     pub(crate) async fn wait_for(&self, run_id: Uuid, limit: Duration) -> RunView {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let run = self.store.get_run(run_id).await.expect("run exists");
-            let finished = run.finished_at.is_some()
-                && run
+            let run = self.store.run_summary(run_id).await.expect("run exists");
+            if run.finished_at.is_some() {
+                let run = self.store.get_run(run_id).await.expect("run exists");
+                let stopped = run
                     .tasks
                     .as_ref()
                     .is_some_and(|tasks| tasks.iter().all(|t| t.status != "running"));
-            if finished {
-                return run;
+                if stopped {
+                    return run;
+                }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -128,7 +141,11 @@ impl Harness {
             .collect()
     }
 
-    pub(crate) async fn event_times(&self, run_id: Uuid, kind: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    pub(crate) async fn event_times(
+        &self,
+        run_id: Uuid,
+        kind: &str,
+    ) -> Vec<chrono::DateTime<chrono::Utc>> {
         self.store
             .run_events(run_id, 0, 10_000)
             .await
@@ -168,7 +185,10 @@ impl Task for Flaky {
 
     async fn run(&self, ctx: TaskContext, input: FlakyInput) -> Result<Value, TaskError> {
         if ctx.attempt() < input.succeed_on {
-            return Err(TaskError::retryable(format!("attempt {} fails", ctx.attempt())));
+            return Err(TaskError::retryable(format!(
+                "attempt {} fails",
+                ctx.attempt()
+            )));
         }
         Ok(json!({"attempt": ctx.attempt()}))
     }

@@ -27,9 +27,7 @@ pub(crate) fn extract_entry(archive: &Path, entry: &str, dest: &Path) -> Result<
         )));
     }
 
-    let mut reader = zip
-        .by_name(entry)
-        .map_err(|err| zip_error(archive, &err))?;
+    let mut reader = zip.by_name(entry).map_err(|err| zip_error(archive, &err))?;
     let out = File::create(dest).map_err(|err| io_error("create", dest, &err))?;
     let mut writer = BufWriter::with_capacity(1 << 20, out);
     let written = std::io::copy(&mut reader, &mut writer).map_err(|err| {

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use caraml_engine::TaskError;
 
+use super::errors::query_error;
 use super::locations::Locations;
 use super::tables::{TableOutput, register_parquet, session, write_parquet};
-use super::errors::query_error;
 
 /// Weather columns that the joined table adds to every flight column.
 pub const WEATHER_COLUMNS: [&str; 9] = [
@@ -52,7 +52,7 @@ pub async fn join_weather(
              FROM weather
              GROUP BY origin, time_hour
          ) w ON f.origin = w.origin AND f.time_hour = w.time_hour
-         ORDER BY f.month, f.day, f.sched_dep_time, f.carrier, f.flight",
+         ORDER BY f.month",
         selected = selected.join(", "),
         averages = averages.join(", "),
     );

@@ -6,11 +6,11 @@ use caraml_engine::TaskError;
 use datafusion::arrow::datatypes::Schema;
 
 use super::archive::extract_entry_blocking;
-use super::errors::{query_error, require_file, utf8_path};
+use super::errors::require_file;
 use super::files::{TempFile, create_dir};
 use super::locations::{DATA_DIR_FIX, Locations};
 use super::schemas;
-use super::tables::{TableOutput, session, write_parquet};
+use super::tables::{TableOutput, read_csv, session, write_parquet};
 
 /// Unzips `flights.csv` from `flights.csv.zip` into the staging folder and converts it to
 /// `staging/flights.parquet`. The unzipped CSV is deleted afterwards.
@@ -21,7 +21,9 @@ pub async fn load_flights(locations: &Locations) -> Result<TableOutput, TaskErro
     create_dir(&staging).await?;
 
     let csv = TempFile::beside(&staging.join("flights.csv"));
+    let t0 = std::time::Instant::now();
     extract_entry_blocking(archive, "flights.csv", csv.path().to_owned()).await?;
+    eprintln!("XPQ unzip {:?}", t0.elapsed());
     let target = staging.join("flights.parquet");
     csv_to_parquet(csv.path(), &schemas::flights(), &target).await
 }
@@ -34,12 +36,13 @@ pub async fn load_weather(locations: &Locations) -> Result<TableOutput, TaskErro
     csv_to_parquet(&csv, &schemas::weather(), &target).await
 }
 
-async fn csv_to_parquet(csv: &Path, schema: &Schema, target: &Path) -> Result<TableOutput, TaskError> {
+async fn csv_to_parquet(
+    csv: &Path,
+    schema: &Schema,
+    target: &Path,
+) -> Result<TableOutput, TaskError> {
     let ctx = session();
-    let df = ctx
-        .read_csv(utf8_path(csv)?, schemas::csv_options(schema))
-        .await
-        .map_err(|err| query_error(&format!("read CSV file {}", csv.display()), err))?;
+    let df = read_csv(&ctx, csv, schema).await?;
     write_parquet(df, target).await.map_err(|err| {
         // A row that does not fit the schema only shows up while writing, so say which
         // file it came from.

@@ -19,10 +19,16 @@ pub const STATISTICS: [(&str, &str); 16] = [
     ("dep_delay_flights", "count(dep_delay)"),
     ("arr_delay_flights", "count(arr_delay)"),
     ("mean_dep_delay_minutes", "avg(dep_delay)"),
-    ("median_dep_delay_minutes", "median(CAST(dep_delay AS DOUBLE))"),
+    (
+        "median_dep_delay_minutes",
+        "median(CAST(dep_delay AS DOUBLE))",
+    ),
     ("max_dep_delay_minutes", "max(dep_delay)"),
     ("mean_arr_delay_minutes", "avg(arr_delay)"),
-    ("median_arr_delay_minutes", "median(CAST(arr_delay AS DOUBLE))"),
+    (
+        "median_arr_delay_minutes",
+        "median(CAST(arr_delay AS DOUBLE))",
+    ),
     ("max_arr_delay_minutes", "max(arr_delay)"),
     // The share among flights with a known delay: a NULL delay gives a NULL that avg skips.
     (

@@ -11,8 +11,8 @@ use super::locations::{DATA_DIR_FIX, Locations};
 use super::monthly::{BY_CARRIER, BY_ORIGIN, Grouping, MonthOutput, STATISTICS};
 use super::schemas;
 use super::tables::{
-    TableOutput, collect, float_column, integer_column, register_parquet, session, text_column,
-    write_parquet,
+    TableOutput, collect, float_column, integer_column, read_csv, register_parquet, session,
+    text_column, write_parquet,
 };
 
 /// How many carriers the summary lists.
@@ -125,9 +125,9 @@ async fn register_names(ctx: &SessionContext, locations: &Locations) -> Result<(
     ];
     for (name, path, schema) in tables {
         require_file(&path, &format!("{name} file"), DATA_DIR_FIX).await?;
-        ctx.register_csv(name, utf8_path(&path)?, schemas::csv_options(&schema))
-            .await
-            .map_err(|err| query_error(&format!("read CSV file {}", path.display()), err))?;
+        let df = read_csv(ctx, &path, &schema).await?;
+        ctx.register_table(name, df.into_view())
+            .map_err(|err| query_error(&format!("register table `{name}`"), err))?;
     }
     Ok(())
 }
@@ -187,10 +187,15 @@ async fn total_flights(ctx: &SessionContext) -> Result<u64, TaskError> {
         .map_err(|err| query_error(action, err))?;
     let mut total = 0_i64;
     for batch in collect(df, action).await? {
-        total += integer_column(&batch, "total")?.into_iter().flatten().sum::<i64>();
+        total += integer_column(&batch, "total")?
+            .into_iter()
+            .flatten()
+            .sum::<i64>();
     }
     u64::try_from(total).map_err(|_| {
-        TaskError::permanent(format!("the carrier report sums to {total} flights, below zero"))
+        TaskError::permanent(format!(
+            "the carrier report sums to {total} flights, below zero"
+        ))
     })
 }
 

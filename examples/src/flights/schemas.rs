@@ -4,18 +4,57 @@
 //! sample holds only `NA` or only whole numbers would get the wrong type.
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::prelude::CsvReadOptions;
+use datafusion::logical_expr::ident;
+use datafusion::prelude::{CsvReadOptions, Expr, cast, lit, nullif};
 
-/// Matches the `NA` that marks a missing value in every nycflights13 file, and an empty
-/// field for files edited by hand.
-const NULL_PATTERN: &str = "^(NA)?$";
+/// The text that marks a missing value in every nycflights13 file.
+const MISSING: &str = "NA";
 
-/// Returns CSV read options for a nycflights13 file with `schema`.
-pub(crate) fn csv_options(schema: &Schema) -> CsvReadOptions<'_> {
-    CsvReadOptions::new()
-        .has_header(true)
-        .schema(schema)
-        .null_regex(Some(NULL_PATTERN.to_owned()))
+/// Returns the schema to read a file of `schema` with: every nullable column that is not
+/// text is read as text, so that [`typed_columns`] can turn `NA` into `NULL` before the
+/// cast. DataFusion 55.2 applies `CsvReadOptions::null_regex` only to schema inference,
+/// not to the rows it reads, so a numeric column with `NA` would fail to parse.
+pub(crate) fn text_schema(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            if field.is_nullable() {
+                Field::new(field.name(), DataType::Utf8, true)
+            } else {
+                field.as_ref().clone()
+            }
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+/// Returns one expression per column of `schema` that turns the column as read with
+/// [`text_schema`] into its type in `schema`, with `NA` as `NULL`.
+pub(crate) fn typed_columns(schema: &Schema) -> Vec<Expr> {
+    schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = field.name();
+            let column = ident(name);
+            if !field.is_nullable() {
+                return column;
+            }
+            let without_missing = nullif(column, lit(MISSING));
+            let typed = if field.data_type() == &DataType::Utf8 {
+                without_missing
+            } else {
+                cast(without_missing, field.data_type().clone())
+            };
+            typed.alias(name)
+        })
+        .collect()
+}
+
+/// Returns CSV read options for a nycflights13 file read with `text_schema`.
+pub(crate) fn csv_options(text_schema: &Schema) -> CsvReadOptions<'_> {
+    CsvReadOptions::new().has_header(true).schema(text_schema)
 }
 
 /// `time_hour`: the hour in UTC, written as `2013-01-01T10:00:00Z`.

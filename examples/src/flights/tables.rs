@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use caraml_engine::TaskError;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, UInt64Type};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
 
 use super::errors::{query_error, require_file, utf8_path};
 use super::files::{TempFile, create_dir};
+use super::schemas;
 
 /// A Parquet file that a task wrote, and its row count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,23 @@ pub struct TableOutput {
 
 pub(crate) fn session() -> SessionContext {
     SessionContext::new()
+}
+
+/// Reads the nycflights13 CSV file at `path` with the column types of `schema`, turning
+/// `NA` into `NULL`.
+pub(crate) async fn read_csv(
+    ctx: &SessionContext,
+    path: &Path,
+    schema: &Schema,
+) -> Result<DataFrame, TaskError> {
+    let action = format!("read CSV file {}", path.display());
+    let text_schema = schemas::text_schema(schema);
+    let df = ctx
+        .read_csv(utf8_path(path)?, schemas::csv_options(&text_schema))
+        .await
+        .map_err(|err| query_error(&action, err))?;
+    df.select(schemas::typed_columns(schema))
+        .map_err(|err| query_error(&action, err))
 }
 
 /// Registers the Parquet file at `path` as table `name`, failing permanently when an
@@ -51,8 +69,16 @@ pub(crate) async fn write_parquet(df: DataFrame, target: &Path) -> Result<TableO
     let temp = TempFile::beside(target);
     let action = format!("write Parquet file {}", target.display());
     let options = DataFrameWriteOptions::new().with_single_file_output(true);
+    let mut pq = datafusion::config::TableParquetOptions::default();
+    if let Ok(c) = std::env::var("XRG") {
+        pq.global.max_row_group_size = c.parse().unwrap();
+    }
+    if let Ok(c) = std::env::var("XPQ") {
+        pq.global.compression = if c == "none" { None } else { Some(c) };
+    }
+    let t0 = std::time::Instant::now();
     let counts = df
-        .write_parquet(utf8_path(temp.path())?, options, None)
+        .write_parquet(utf8_path(temp.path())?, options, Some(pq))
         .await
         .map_err(|err| query_error(&action, err))?;
     let rows = sum_counts(&counts).ok_or_else(|| {
@@ -60,6 +86,7 @@ pub(crate) async fn write_parquet(df: DataFrame, target: &Path) -> Result<TableO
             "failed to {action}: DataFusion returned no row count for the write"
         ))
     })?;
+    eprintln!("XPQ write {} {:?}", target.display(), t0.elapsed());
     temp.persist(target).await?;
     Ok(TableOutput {
         path: target.to_owned(),
@@ -84,10 +111,16 @@ pub(crate) async fn collect(df: DataFrame, action: &str) -> Result<Vec<RecordBat
 }
 
 /// Reads column `name` of `batch` as text; `None` stands for SQL `NULL`.
-pub(crate) fn text_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>, TaskError> {
+pub(crate) fn text_column(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<Vec<Option<String>>, TaskError> {
     let column = cast_column(batch, name, &DataType::Utf8)?;
     let strings = column.as_string::<i32>();
-    Ok(strings.iter().map(|value| value.map(str::to_owned)).collect())
+    Ok(strings
+        .iter()
+        .map(|value| value.map(str::to_owned))
+        .collect())
 }
 
 /// Reads column `name` of `batch` as 64-bit floats; `None` stands for SQL `NULL`.
@@ -97,7 +130,10 @@ pub(crate) fn float_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option
 }
 
 /// Reads column `name` of `batch` as 64-bit integers; `None` stands for SQL `NULL`.
-pub(crate) fn integer_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>, TaskError> {
+pub(crate) fn integer_column(
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<Vec<Option<i64>>, TaskError> {
     let column = cast_column(batch, name, &DataType::Int64)?;
     Ok(column.as_primitive::<Int64Type>().iter().collect())
 }

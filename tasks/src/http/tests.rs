@@ -84,14 +84,16 @@ async fn json_response_is_parsed() {
 }
 
 #[tokio::test]
-async fn text_response_is_kept_as_text() {
+async fn text_response_stays_text() {
     let (base, _requests) = serve(vec![response("200 OK", "text/plain", "ok")]);
-    let output = call(json!({"url": base})).await.expect("the request succeeds");
+    let output = call(json!({"url": base}))
+        .await
+        .expect("the request succeeds");
     assert_eq!(output.body, json!("ok"));
 }
 
 #[tokio::test]
-async fn json_body_headers_and_method_are_sent() {
+async fn request_sends_method_headers_body() {
     let (base, requests) = serve(vec![response("201 Created", "application/json", "{}")]);
     let output = call(json!({
         "method": "post",
@@ -107,7 +109,8 @@ async fn json_body_headers_and_method_are_sent() {
     assert!(sent.starts_with("POST /runs HTTP/1.1\r\n"), "{sent}");
     assert!(sent.to_ascii_lowercase().contains("x-trace: abc"), "{sent}");
     assert!(
-        sent.to_ascii_lowercase().contains("content-type: application/json"),
+        sent.to_ascii_lowercase()
+            .contains("content-type: application/json"),
         "{sent}"
     );
     assert!(sent.ends_with(r#"{"epochs":2}"#), "{sent}");
@@ -115,13 +118,21 @@ async fn json_body_headers_and_method_are_sent() {
 
 #[tokio::test]
 async fn unexpected_404_is_permanent() {
-    let (base, _requests) = serve(vec![response("404 Not Found", "text/plain", "no such model")]);
+    let (base, _requests) = serve(vec![response(
+        "404 Not Found",
+        "text/plain",
+        "no such model",
+    )]);
     let err = call(json!({"url": format!("{base}/models/x")}))
         .await
         .expect_err("404 is not a success");
     assert!(!err.is_retryable());
     assert!(err.message.contains("404"), "{}", err.message);
-    assert!(err.message.contains("expected a 2xx status"), "{}", err.message);
+    assert!(
+        err.message.contains("expected a 2xx status"),
+        "{}",
+        err.message
+    );
     assert!(err.message.contains("no such model"), "{}", err.message);
 }
 
@@ -136,7 +147,11 @@ async fn listed_status_counts_as_success() {
 
 #[tokio::test]
 async fn status_503_is_retryable() {
-    let (base, _requests) = serve(vec![response("503 Service Unavailable", "text/plain", "busy")]);
+    let (base, _requests) = serve(vec![response(
+        "503 Service Unavailable",
+        "text/plain",
+        "busy",
+    )]);
     let err = call(json!({"url": base}))
         .await
         .expect_err("503 is not a success");
@@ -147,7 +162,9 @@ async fn status_503_is_retryable() {
 #[tokio::test]
 async fn status_429_is_retryable() {
     let (base, _requests) = serve(vec![response("429 Too Many Requests", "text/plain", "")]);
-    let err = call(json!({"url": base})).await.expect_err("429 is not a success");
+    let err = call(json!({"url": base}))
+        .await
+        .expect_err("429 is not a success");
     assert!(err.is_retryable());
 }
 
@@ -155,7 +172,9 @@ async fn status_429_is_retryable() {
 async fn long_body_is_cut_and_marked() {
     let long = "x".repeat(MAX_BODY_BYTES + 10);
     let (base, _requests) = serve(vec![response("200 OK", "text/plain", &long)]);
-    let output = call(json!({"url": base})).await.expect("the request succeeds");
+    let output = call(json!({"url": base}))
+        .await
+        .expect("the request succeeds");
     assert!(output.body_truncated);
     assert_eq!(output.body.as_str().map(str::len), Some(MAX_BODY_BYTES));
 }
@@ -206,9 +225,10 @@ async fn refused_connection_is_retryable() {
 async fn slow_server_times_out_as_retryable() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a local port");
     let address = listener.local_addr().expect("read the local address");
-    // Accepts and never answers; the thread ends when the test process does.
+    // The server accepts the connection and never responds. The thread ends with the test
+    // process.
     thread::spawn(move || {
-        let _held = listener.accept();
+        let _connection = listener.accept();
         thread::park();
     });
     let err = call(json!({"url": format!("http://{address}/"), "timeout_seconds": 0.2}))
@@ -223,17 +243,21 @@ async fn cancellation_is_retryable() {
     let client = build_client().expect("build the client");
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let err = execute(&client, request(json!({"url": "http://127.0.0.1:9/"})), &cancel)
-        .await
-        .expect_err("the call is cancelled");
+    let err = execute(
+        &client,
+        request(json!({"url": "http://127.0.0.1:9/"})),
+        &cancel,
+    )
+    .await
+    .expect_err("the call is cancelled");
     assert!(err.is_retryable());
     assert!(err.message.contains("cancelled"), "{}", err.message);
 }
 
 #[test]
-fn expected_status_accepts_one_or_many_and_explains_otherwise() {
-    let one = request(json!({"url": "http://x/", "expected_status": 204}));
-    assert_eq!(one.expected_status, Some(vec![204]));
+fn expected_status_single_or_list() {
+    let single = request(json!({"url": "http://x/", "expected_status": 204}));
+    assert_eq!(single.expected_status, Some(vec![204]));
     let many = request(json!({"url": "http://x/", "expected_status": [200, 201]}));
     assert_eq!(many.expected_status, Some(vec![200, 201]));
     let err = serde_json::from_value::<HttpRequestInput>(
@@ -244,7 +268,18 @@ fn expected_status_accepts_one_or_many_and_explains_otherwise() {
 }
 
 #[test]
-fn error_urls_hide_credentials_and_queries() {
+fn error_urls_hide_credentials() {
     let url = Url::parse("https://user:secret@example.com/a?token=t#f").expect("a valid URL");
     assert_eq!(describe_url(&url), "https://example.com/a");
+}
+
+#[tokio::test]
+async fn task_runs_with_detached_context() {
+    let (base, _requests) = serve(vec![response("200 OK", "application/json", "[1, 2]")]);
+    let context = TaskContext::detached("fetch", HttpRequest::KIND);
+    let output = HttpRequest::new()
+        .run(context, request(json!({"url": base})))
+        .await
+        .expect("the request succeeds");
+    assert_eq!(output.body, json!([1, 2]));
 }

@@ -45,7 +45,7 @@ fn inline(output: SqlQueryOutput) -> (u64, Vec<String>, Vec<Map<String, Value>>)
 }
 
 #[tokio::test]
-async fn queries_a_csv_file_inline() {
+async fn csv_query_returns_rows_inline() {
     let dir = flights_dir();
     let output = query(json!({
         "tables": {"flights": path_in(dir.path(), "flights.csv")},
@@ -101,7 +101,41 @@ async fn without_null_values_na_stays_text() {
 }
 
 #[tokio::test]
-async fn writes_parquet_that_a_downstream_query_reads() {
+async fn text_column_error_suggests_null_values() {
+    let dir = flights_dir();
+    let err = query(json!({
+        "tables": {"flights": path_in(dir.path(), "flights.csv")},
+        "sql": "SELECT SUM(dep_delay) FROM flights",
+    }))
+    .await
+    .expect_err("dep_delay is text without null_values");
+    assert!(!err.is_retryable());
+    assert!(err.message.contains("`null_values`"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn all_null_column_stays_text() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let path = path_in(dir.path(), "sparse.csv");
+    std::fs::write(&path, "id,note\n1,NA\n2,\n").expect("write sparse.csv");
+    let output = query(json!({
+        "tables": {"sparse": {"path": path, "null_values": ["NA"]}},
+        "sql": "SELECT id, note, arrow_typeof(note) AS type FROM sparse ORDER BY id",
+    }))
+    .await
+    .expect("the query runs");
+    let (_, _, data) = inline(output);
+    assert_eq!(
+        Value::from(data),
+        json!([
+            {"id": 1, "note": null, "type": "Utf8"},
+            {"id": 2, "note": null, "type": "Utf8"},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn parquet_output_read_downstream() {
     let dir = flights_dir();
     let target = path_in(dir.path(), "out/nested/delays.parquet");
     let written = query(json!({
@@ -157,7 +191,7 @@ async fn writes_parquet_that_a_downstream_query_reads() {
 }
 
 #[tokio::test]
-async fn bad_sql_is_permanent_and_names_the_problem() {
+async fn invalid_sql_is_permanent() {
     let dir = flights_dir();
     let err = query(json!({
         "tables": {"flights": path_in(dir.path(), "flights.csv")},
@@ -166,7 +200,7 @@ async fn bad_sql_is_permanent_and_names_the_problem() {
     .await
     .expect_err("the SQL does not parse");
     assert!(!err.is_retryable());
-    assert!(err.message.contains("could not parse"), "{}", err.message);
+    assert!(err.message.contains("failed to parse"), "{}", err.message);
     assert!(err.message.contains("SELEC"), "{}", err.message);
 }
 
@@ -181,11 +215,11 @@ async fn unknown_column_is_permanent_and_named() {
     .expect_err("the column does not exist");
     assert!(!err.is_retryable());
     assert!(err.message.contains("arr_delay"), "{}", err.message);
-    assert!(err.message.contains("[flights]"), "{}", err.message);
+    assert!(err.message.contains("(tables: flights)"), "{}", err.message);
 }
 
 #[tokio::test]
-async fn missing_file_is_permanent_and_names_the_path() {
+async fn missing_file_is_permanent() {
     let dir = flights_dir();
     let missing = path_in(dir.path(), "no-such-file.csv");
     let err = query(json!({
@@ -196,11 +230,11 @@ async fn missing_file_is_permanent_and_names_the_path() {
     .expect_err("the file is missing");
     assert!(!err.is_retryable());
     assert!(err.message.contains(&missing), "{}", err.message);
-    assert!(err.message.contains("does not exist"), "{}", err.message);
+    assert!(err.message.contains("not found"), "{}", err.message);
 }
 
 #[tokio::test]
-async fn too_many_rows_inline_says_how_many_and_what_to_do() {
+async fn too_many_inline_rows_rejected() {
     let dir = flights_dir();
     let err = query(json!({
         "tables": {"flights": path_in(dir.path(), "flights.csv")},
@@ -215,13 +249,14 @@ async fn too_many_rows_inline_says_how_many_and_what_to_do() {
 }
 
 #[tokio::test]
-async fn statements_that_change_things_are_refused() {
+async fn ddl_statement_rejected() {
     let err = query(json!({
         "sql": "CREATE TABLE t AS SELECT 1",
     }))
     .await
-    .expect_err("DDL is refused");
+    .expect_err("DDL is rejected");
     assert!(!err.is_retryable());
+    assert!(err.message.contains("runs only queries"), "{}", err.message);
 }
 
 #[tokio::test]
@@ -237,7 +272,7 @@ async fn missing_upstream_node_is_named() {
 }
 
 #[tokio::test]
-async fn upstream_output_without_a_path_is_refused() {
+async fn upstream_without_path_rejected() {
     let upstream = HashMap::from([("load".to_owned(), json!({"rows": 3}))]);
     let err = execute(
         input(json!({"tables": {"t": {"upstream": "load"}}, "sql": "SELECT * FROM t"})),
@@ -270,7 +305,7 @@ async fn cancellation_stops_the_query() {
 }
 
 #[tokio::test]
-async fn csv_settings_on_parquet_are_refused() {
+async fn csv_settings_on_parquet_rejected() {
     let dir = flights_dir();
     let target = path_in(dir.path(), "t.parquet");
     query(json!({"sql": "SELECT 1 AS one", "output": target}))
@@ -286,7 +321,7 @@ async fn csv_settings_on_parquet_are_refused() {
 }
 
 #[test]
-fn input_accepts_paths_and_objects_and_names_bad_tables() {
+fn table_sources_parse_paths_and_objects() {
     let parsed = input(json!({
         "tables": {
             "a": "a.csv",
@@ -297,7 +332,10 @@ fn input_accepts_paths_and_objects_and_names_bad_tables() {
     assert_eq!(parsed.tables["a"].path.as_deref(), Some("a.csv"));
     assert_eq!(parsed.tables["b"].format, Some(crate::TableFormat::Csv));
     assert_eq!(parsed.tables["b"].delimiter, Some('\t'));
+}
 
+#[test]
+fn invalid_table_sources_are_named() {
     let err = serde_json::from_value::<SqlQueryInput>(json!({
         "tables": {"a": {"file": "a.csv"}},
         "sql": "SELECT 1",
@@ -312,4 +350,98 @@ fn input_accepts_paths_and_objects_and_names_bad_tables() {
     }))
     .expect_err("a number is not a table");
     assert!(err.to_string().contains("tables.a is 3"), "{err}");
+}
+
+#[tokio::test]
+async fn parquet_directory_reads_every_file() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    for (name, value) in [("a", 1), ("b", 2)] {
+        query(json!({
+            "sql": format!("SELECT {value} AS v"),
+            "output": path_in(dir.path(), &format!("parts/{name}.parquet")),
+        }))
+        .await
+        .expect("write one part");
+    }
+    let parts = path_in(dir.path(), "parts");
+
+    let err = query(json!({"tables": {"parts": parts}, "sql": "SELECT * FROM parts"}))
+        .await
+        .expect_err("a directory has no extension to infer the format from");
+    assert!(!err.is_retryable());
+    assert!(err.message.contains("\"format\""), "{}", err.message);
+
+    let output = query(json!({
+        "tables": {"parts": {"path": parts, "format": "parquet"}},
+        "sql": "SELECT COUNT(*) AS n, SUM(v) AS total FROM parts",
+    }))
+    .await
+    .expect("the query reads both parts");
+    let (_, _, data) = inline(output);
+    assert_eq!(Value::from(data), json!([{"n": 2, "total": 3}]));
+}
+
+#[tokio::test]
+async fn tab_separated_text_without_header() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let path = path_in(dir.path(), "codes.txt");
+    std::fs::write(&path, "1\tJFK\n2\tLGA\n").expect("write codes.txt");
+    let output = query(json!({
+        "tables": {"codes": {"path": path, "format": "csv", "delimiter": "\t", "has_header": false}},
+        "sql": "SELECT column_1 AS id, column_2 AS code FROM codes ORDER BY id",
+    }))
+    .await
+    .expect("the query runs");
+    let (rows, columns, data) = inline(output);
+    assert_eq!(rows, 2);
+    assert_eq!(columns, ["id", "code"]);
+    assert_eq!(
+        Value::from(data),
+        json!([{"id": 1, "code": "JFK"}, {"id": 2, "code": "LGA"}])
+    );
+}
+
+#[tokio::test]
+async fn task_reads_upstream_from_context() {
+    let dir = flights_dir();
+    let context = TaskContext::detached("carriers", SqlQuery::KIND);
+    let written = SqlQuery
+        .run(
+            context,
+            input(json!({
+                "tables": {"flights": path_in(dir.path(), "flights.csv")},
+                "sql": "SELECT DISTINCT carrier FROM flights",
+                "output": path_in(dir.path(), "carriers.parquet"),
+            })),
+        )
+        .await
+        .expect("the first query writes Parquet");
+
+    let upstream = serde_json::to_value(&written).expect("encode the output");
+    let context =
+        TaskContext::detached("count", SqlQuery::KIND).with_upstream("carriers", upstream);
+    let output = SqlQuery
+        .run(
+            context,
+            input(json!({
+                "tables": {"carriers": {"upstream": "carriers"}},
+                "sql": "SELECT COUNT(*) AS n FROM carriers",
+            })),
+        )
+        .await
+        .expect("the second query reads the upstream file");
+    let (_, _, data) = inline(output);
+    assert_eq!(Value::from(data), json!([{"n": 3}]));
+}
+
+#[tokio::test]
+async fn task_stops_when_context_cancelled() {
+    let context = TaskContext::detached("query", SqlQuery::KIND);
+    context.cancellation().cancel();
+    let err = SqlQuery
+        .run(context, input(json!({"sql": "SELECT 1"})))
+        .await
+        .expect_err("the attempt is cancelled");
+    assert!(err.is_retryable());
+    assert!(err.message.contains("cancelled"), "{}", err.message);
 }

@@ -1,0 +1,219 @@
+//! The `caraml` command line: servers and workers, and a client of the HTTP API.
+
+mod client;
+mod follow;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use caraml_engine::Registry;
+use clap::{Args, Parser, Subcommand};
+
+/// Default address of the API, for both `caraml up` and the client commands.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "caraml",
+    version,
+    about = "CaraML: durable task graphs for ML teams"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API and a worker in one process; starts a private PostgreSQL when no
+    /// database is configured.
+    Up(UpArgs),
+    /// Run the HTTP API only.
+    Server(ServerArgs),
+    /// Run a worker only.
+    Worker(WorkerArgs),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Submit, inspect and control runs through the API.
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "CARAML_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = crate::http::DEFAULT_BODY_LIMIT)]
+    body_limit_bytes: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+struct WorkerFlags {
+    /// Tasks run at the same time.
+    #[arg(long, default_value_t = 8)]
+    slots: usize,
+    /// Queue to take tasks from.
+    #[arg(long, default_value = caraml_engine::spec::DEFAULT_QUEUE)]
+    queue: String,
+    /// Tasks claimed ahead of free slots.
+    #[arg(long, default_value_t = 0)]
+    prefetch: usize,
+    /// Lease of each attempt, in seconds; a dead worker's tasks run again after it lapses.
+    #[arg(long, default_value_t = 15.0)]
+    lease_seconds: f64,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    worker: WorkerFlags,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    worker: WorkerFlags,
+    /// Directory for the private PostgreSQL cluster used when DATABASE_URL is not set.
+    #[arg(long, env = "CARAML_DATA_DIR", default_value = ".caraml")]
+    data_dir: PathBuf,
+    /// Run an example workflow once started, and show its progress (`flights`).
+    #[arg(long)]
+    example: Option<String>,
+    /// Where the example writes its results.
+    #[arg(long, default_value = "caraml-output")]
+    output_dir: PathBuf,
+    /// Exit once the example finishes, with a non-zero status when it failed.
+    #[arg(long, requires = "example")]
+    once: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+struct ClientArgs {
+    /// Base URL of the CaraML API.
+    #[arg(
+        long,
+        env = "CARAML_SERVER",
+        default_value = "http://127.0.0.1:7420",
+        global = true
+    )]
+    server: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunCommand {
+    /// Submit a workflow spec file (JSON or YAML), or a registered workflow by name.
+    Submit {
+        /// The spec file; leave out with --workflow.
+        file: Option<PathBuf>,
+        /// Name of a registered workflow to run instead of a file.
+        #[arg(long, conflicts_with = "file")]
+        workflow: Option<String>,
+        /// Run input as JSON.
+        #[arg(long)]
+        input: Option<String>,
+        /// Key that makes a repeated submission return the first run.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Show progress until the run finishes; exit non-zero when it fails.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a run with its tasks.
+    Get {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a queued or running run.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resume a failed or cancelled run, reusing the outputs of tasks that succeeded.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the state changes of a run.
+    Events {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Runs the command line with the task kinds and workflows of `registry`.
+pub fn main(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => serve::up(args, registry).await,
+            Command::Server(args) => serve::server(args, registry).await,
+            Command::Worker(args) => serve::worker(args, registry).await,
+            Command::Migrate(args) => serve::migrate(args).await,
+            Command::Run(command) => client::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CARAML_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,243 @@
+//! `caraml up`, `server`, `worker` and `migrate`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use caraml_engine::postgres::LocalCluster;
+use caraml_engine::{Registry, Store, Submission, Worker, WorkerOptions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{DatabaseArgs, ServerArgs, UpArgs, WorkerArgs, WorkerFlags, follow};
+
+/// Connections each process keeps at most.
+const POOL_SIZE: u32 = 16;
+
+async fn connect(url: &str) -> Result<Store, String> {
+    let store = Store::connect(url, POOL_SIZE).await.map_err(|err| {
+        format!(
+            "cannot connect to PostgreSQL at {}: {err}; check DATABASE_URL",
+            redact(url)
+        )
+    })?;
+    store.migrate().await.map_err(|err| err.to_string())?;
+    Ok(store)
+}
+
+fn require_url(args: &DatabaseArgs) -> Result<String, String> {
+    args.database_url.clone().filter(|url| !url.is_empty()).ok_or_else(|| {
+        "DATABASE_URL is not set; set it (or pass --database-url) to a PostgreSQL database such as postgres://postgres@127.0.0.1:5432/postgres".to_owned()
+    })
+}
+
+pub(super) async fn migrate(args: DatabaseArgs) -> Result<ExitCode, String> {
+    connect(&require_url(&args)?).await?;
+    println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitCode, String> {
+    let store = connect(&require_url(&args.database)?).await?;
+    register(&store, &registry).await?;
+    let shutdown = shutdown_on_signal();
+    let listener = bind(&args).await?;
+    crate::http::serve(listener, store, args.body_limit_bytes, shutdown)
+        .await
+        .map_err(|err| format!("the API server failed: {err}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn worker(args: WorkerArgs, registry: Registry) -> Result<ExitCode, String> {
+    let store = connect(&require_url(&args.database)?).await?;
+    let shutdown = shutdown_on_signal();
+    build_worker(store, registry, &args.worker)?
+        .run(shutdown)
+        .await
+        .map_err(|err| format!("the worker stopped: {err}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, String> {
+    let (url, cluster) = match args
+        .server
+        .database
+        .database_url
+        .clone()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => (url, None),
+        None => {
+            let dir = args.data_dir.join("postgres");
+            let cluster = LocalCluster::start(&dir)
+                .await
+                .map_err(|err| err.to_string())?;
+            println!(
+                "PostgreSQL: private cluster in {} on 127.0.0.1:{} (set DATABASE_URL to use another database)",
+                cluster.data_dir().display(),
+                cluster.port()
+            );
+            (cluster.url(), Some(cluster))
+        }
+    };
+    let result = up_with(&url, args, registry).await;
+    if let Some(cluster) = cluster
+        && let Err(err) = cluster.stop().await
+    {
+        eprintln!("warning: could not stop the private PostgreSQL cluster: {err}");
+    }
+    result
+}
+
+async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode, String> {
+    let store = connect(url).await?;
+    register(&store, &registry).await?;
+
+    let shutdown = shutdown_on_signal();
+    let listener = bind(&args.server).await?;
+    let address = listener
+        .local_addr()
+        .map_err(|err| format!("cannot read the listening address: {err}"))?;
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        store.clone(),
+        args.server.body_limit_bytes,
+        shutdown.clone(),
+    ));
+    let worker =
+        tokio::spawn(build_worker(store.clone(), registry, &args.worker)?.run(shutdown.clone()));
+    println!("API: http://{address}/v1/runs (stop with Ctrl-C)");
+
+    let mut code = ExitCode::SUCCESS;
+    if let Some(example) = &args.example {
+        code = run_example(&store, example, &args).await?;
+        if args.once {
+            shutdown.cancel();
+        }
+    }
+
+    shutdown.cancelled().await;
+    match worker.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => eprintln!("warning: the worker stopped with an error: {err}"),
+        Err(err) => eprintln!("warning: the worker panicked: {err}"),
+    }
+    if let Ok(Err(err)) = server.await {
+        eprintln!("warning: the API server stopped with an error: {err}");
+    }
+    Ok(code)
+}
+
+async fn run_example(store: &Store, example: &str, args: &UpArgs) -> Result<ExitCode, String> {
+    let output_dir = std::path::absolute(args.output_dir.join(example))
+        .map_err(|err| format!("invalid --output-dir {}: {err}", args.output_dir.display()))?;
+    let submitted = store
+        .submit(
+            Submission::Workflow(example.to_owned()),
+            json!({"out_dir": output_dir}),
+            None,
+        )
+        .await
+        .map_err(|err| match err {
+            caraml_engine::Error::NotFound { .. } => {
+                format!("no workflow named `{example}`; the built-in example is `flights`")
+            }
+            other => other.to_string(),
+        })?;
+    println!("example `{example}`: run {} submitted", submitted.id);
+    let run = follow::follow(|| async {
+        store
+            .get_run(submitted.id)
+            .await
+            .map_err(|err| err.to_string())
+    })
+    .await?;
+    follow::print_result(&run);
+    if run.status == "succeeded" {
+        println!("results are in {}", output_dir.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Records the kinds and workflows this process can run, so that submissions naming them
+/// validate before a worker has started.
+async fn register(store: &Store, registry: &Registry) -> Result<(), String> {
+    store
+        .register(registry)
+        .await
+        .map_err(|err| format!("cannot register task kinds and workflows: {err}"))
+}
+
+fn build_worker(store: Store, registry: Registry, flags: &WorkerFlags) -> Result<Worker, String> {
+    if !flags.lease_seconds.is_finite() || !(1.0..=3600.0).contains(&flags.lease_seconds) {
+        return Err(format!(
+            "--lease-seconds is {}; use a number of seconds from 1 to 3600",
+            flags.lease_seconds
+        ));
+    }
+    if flags.slots == 0 || flags.slots > 4096 {
+        return Err(format!("--slots is {}; use 1 to 4096", flags.slots));
+    }
+    let lease = Duration::from_secs_f64(flags.lease_seconds);
+    let options = WorkerOptions {
+        queue: flags.queue.clone(),
+        slots: flags.slots,
+        prefetch: flags.prefetch,
+        lease,
+        heartbeat_interval: lease / 3,
+        reap_interval: (lease * 2 / 3).max(Duration::from_secs(1)),
+        ..WorkerOptions::default()
+    };
+    Ok(Worker::builder(store, registry).options(options).build())
+}
+
+async fn bind(args: &ServerArgs) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|err| {
+            format!(
+                "cannot listen on {}: {err}; choose another address with --listen or CARAML_LISTEN",
+                args.listen
+            )
+        })
+}
+
+/// Returns a token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    cancel.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+/// Hides the password of a connection URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

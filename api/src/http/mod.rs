@@ -1,0 +1,105 @@
+//! The JSON API under `/v1`, the probes and `/metrics`.
+
+mod error;
+mod runs;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use caraml_engine::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use error::ApiError;
+
+/// Default largest request body: 8 MiB, room for a 50,000-task spec.
+pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+static BODY_LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_BODY_LIMIT);
+
+pub(crate) fn body_limit() -> usize {
+    BODY_LIMIT.load(Ordering::Relaxed)
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Store,
+}
+
+/// Builds the API's router.
+pub fn router(store: Store, body_limit: usize) -> Router {
+    BODY_LIMIT.store(body_limit, Ordering::Relaxed);
+    let state = AppState { store };
+    Router::new()
+        .route("/v1/runs", post(runs::submit).get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/retry", post(runs::retry))
+        .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/workflows", get(runs::workflows))
+        .route("/v1/workers", get(runs::workers))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    body_limit: usize,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store, body_limit))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match sqlx::query("SELECT 1").execute(state.store.pool()).await {
+        Ok(_) => (StatusCode::OK, "ready".to_owned()),
+        Err(err) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {err}"),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // The queue depth query uses the partial index of ready tasks, so a scrape stays cheap
+    // however many finished tasks the table holds.
+    static WARNED: OnceLock<()> = OnceLock::new();
+    let depths = match state.store.queue_depths().await {
+        Ok(depths) => depths,
+        Err(err) => {
+            if WARNED.set(()).is_ok() {
+                tracing::warn!(error = %err, "could not read queue depths for /metrics");
+            }
+            Vec::new()
+        }
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        caraml_engine::metrics::render(&depths),
+    )
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers)",
+        uri.path()
+    ))
+}
