@@ -39,6 +39,7 @@ pub struct TableSource {
     pub null_values: Option<Vec<String>>,
 }
 
+/// File format of a table, written `"csv"` or `"parquet"` in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TableFormat {
@@ -122,7 +123,7 @@ impl Registered {
             return String::new();
         }
         format!(
-            "; if a numeric column of {} holds a marker for missing values such as NA, it is read as text: list the marker in that table's `null_values`",
+            "; if a numeric column of {} contains a missing-value marker such as NA, the column is read as text, so list the marker in that table's `null_values`",
             self.csv_without_nulls.join(", ")
         )
     }

@@ -6,7 +6,7 @@ use caraml_engine::TaskError;
 
 use super::errors::query_error;
 use super::locations::Locations;
-use super::tables::{TableOutput, register_parquet, session, write_parquet};
+use super::tables::{TableOutput, register_parquet, session, write_parquet_in_row_groups};
 
 /// Weather columns that the joined table adds to every flight column.
 pub const WEATHER_COLUMNS: [&str; 9] = [
@@ -20,6 +20,11 @@ pub const WEATHER_COLUMNS: [&str; 9] = [
     "pressure",
     "visib",
 ];
+
+/// Rows per Parquet row group of the joined table. The table is sorted by month and no month
+/// of 2013 has more flights than this, so each month task reads the one or two groups
+/// whose statistics include its month and skips the other nine or so.
+const JOINED_ROW_GROUP_ROWS: usize = 32_768;
 
 /// Left-joins the flights at `flights` with the weather at `weather` on `origin` and
 /// `time_hour` into `staging/flights_weather.parquet`. Flights without a weather record keep
@@ -61,5 +66,5 @@ pub async fn join_weather(
         .await
         .map_err(|err| query_error("plan the join of flights and weather", err))?;
     let target = locations.staging_dir().join("flights_weather.parquet");
-    write_parquet(df, &target).await
+    write_parquet_in_row_groups(df, &target, JOINED_ROW_GROUP_ROWS).await
 }

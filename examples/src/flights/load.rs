@@ -21,9 +21,7 @@ pub async fn load_flights(locations: &Locations) -> Result<TableOutput, TaskErro
     create_dir(&staging).await?;
 
     let csv = TempFile::beside(&staging.join("flights.csv"));
-    let t0 = std::time::Instant::now();
     extract_entry_blocking(archive, "flights.csv", csv.path().to_owned()).await?;
-    eprintln!("XPQ unzip {:?}", t0.elapsed());
     let target = staging.join("flights.parquet");
     csv_to_parquet(csv.path(), &schemas::flights(), &target).await
 }

@@ -6,6 +6,7 @@ use caraml_engine::TaskError;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, UInt64Type};
+use datafusion::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
@@ -63,22 +64,34 @@ pub(crate) async fn register_parquet(
 /// Writes `df` to one Parquet file at `target` through a temporary file, replacing any
 /// earlier output, and returns the number of rows written.
 pub(crate) async fn write_parquet(df: DataFrame, target: &Path) -> Result<TableOutput, TaskError> {
+    write_parquet_with(df, target, TableParquetOptions::default()).await
+}
+
+/// Works like [`write_parquet`] with at most `rows` rows per row group, so readers that
+/// filter on a sorted column can skip the groups whose statistics rule them out.
+pub(crate) async fn write_parquet_in_row_groups(
+    df: DataFrame,
+    target: &Path,
+    rows: usize,
+) -> Result<TableOutput, TaskError> {
+    let mut options = TableParquetOptions::default();
+    options.global.max_row_group_size = rows;
+    write_parquet_with(df, target, options).await
+}
+
+async fn write_parquet_with(
+    df: DataFrame,
+    target: &Path,
+    parquet_options: TableParquetOptions,
+) -> Result<TableOutput, TaskError> {
     if let Some(dir) = target.parent() {
         create_dir(dir).await?;
     }
     let temp = TempFile::beside(target);
     let action = format!("write Parquet file {}", target.display());
     let options = DataFrameWriteOptions::new().with_single_file_output(true);
-    let mut pq = datafusion::config::TableParquetOptions::default();
-    if let Ok(c) = std::env::var("XRG") {
-        pq.global.max_row_group_size = c.parse().unwrap();
-    }
-    if let Ok(c) = std::env::var("XPQ") {
-        pq.global.compression = if c == "none" { None } else { Some(c) };
-    }
-    let t0 = std::time::Instant::now();
     let counts = df
-        .write_parquet(utf8_path(temp.path())?, options, Some(pq))
+        .write_parquet(utf8_path(temp.path())?, options, Some(parquet_options))
         .await
         .map_err(|err| query_error(&action, err))?;
     let rows = sum_counts(&counts).ok_or_else(|| {
@@ -86,7 +99,6 @@ pub(crate) async fn write_parquet(df: DataFrame, target: &Path) -> Result<TableO
             "failed to {action}: DataFusion returned no row count for the write"
         ))
     })?;
-    eprintln!("XPQ write {} {:?}", target.display(), t0.elapsed());
     temp.persist(target).await?;
     Ok(TableOutput {
         path: target.to_owned(),
