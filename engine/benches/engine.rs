@@ -103,7 +103,10 @@ async fn run() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     let url = fresh_database(&server, "caraml_bench").await;
     let mut report = Report::default();
-    println!("CaraML engine benchmark ({} cores)", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "CaraML engine benchmark ({} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
     for prefetch in [0, 500] {
         let store = migrated(&url).await;
@@ -187,7 +190,10 @@ async fn run() {
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "results": Value::Object(report.json.clone()),
     });
-    match std::fs::write(&path, serde_json::to_string_pretty(&document).unwrap_or_default()) {
+    match std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&document).unwrap_or_default(),
+    ) {
         Ok(()) => println!("\nwrote {}", path.display()),
         Err(err) => eprintln!("could not write {}: {err}", path.display()),
     }
@@ -206,25 +212,37 @@ fn ratios(results: &serde_json::Map<String, Value>) {
         get("drain_prefetch_500", "tasks_per_second"),
         get("peer_graphile_drain", "jobs_per_second"),
     ) {
-        println!("drain ratio, CaraML prefetch 500 / graphile-worker batch: {:.2}x", ours / graphile);
+        println!(
+            "drain ratio, CaraML prefetch 500 / graphile-worker batch: {:.2}x",
+            ours / graphile
+        );
     }
     if let (Some(ours), Some(graphile)) = (
         get("drain_prefetch_0", "tasks_per_second"),
         get("peer_graphile_drain", "jobs_per_second"),
     ) {
-        println!("drain ratio, CaraML prefetch 0 / graphile-worker batch: {:.2}x", ours / graphile);
+        println!(
+            "drain ratio, CaraML prefetch 0 / graphile-worker batch: {:.2}x",
+            ours / graphile
+        );
     }
     if let (Some(ours), Some(graphile)) = (
         get("submit_to_start", "p50_ms"),
         get("peer_graphile_latency", "p50_ms"),
     ) {
-        println!("latency p50, CaraML / graphile-worker: {:.2}", ours / graphile);
+        println!(
+            "latency p50, CaraML / graphile-worker: {:.2}",
+            ours / graphile
+        );
     }
     if let (Some(ours), Some(graphile)) = (
         get("submit_to_start", "p99_ms"),
         get("peer_graphile_latency", "p99_ms"),
     ) {
-        println!("latency p99, CaraML / graphile-worker: {:.2}", ours / graphile);
+        println!(
+            "latency p99, CaraML / graphile-worker: {:.2}",
+            ours / graphile
+        );
     }
 }
 
@@ -233,7 +251,9 @@ async fn fresh_database(server: &str, name: &str) -> String {
         .await
         .unwrap_or_else(|err| panic!("cannot connect to {server}: {err}; set DATABASE_URL"));
     admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
         .await
         .expect("drop the benchmark database");
     admin
@@ -251,12 +271,18 @@ async fn migrated(url: &str) -> Store {
         .execute(store.pool())
         .await
         .expect("truncate");
-    sqlx::query("VACUUM ANALYZE").execute(store.pool()).await.ok();
+    sqlx::query("VACUUM ANALYZE")
+        .execute(store.pool())
+        .await
+        .ok();
     store.register(&registry()).await.expect("register kinds");
     store
 }
 
-fn start_worker(store: &Store, prefetch: usize) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+fn start_worker(
+    store: &Store,
+    prefetch: usize,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let worker = Worker::builder(store.clone(), registry())
         .options(WorkerOptions {
             slots: SLOTS,
@@ -321,11 +347,10 @@ async fn drain_single_runs(store: &Store, prefetch: usize) -> f64 {
     let started = Instant::now();
     let (shutdown, handle) = start_worker(store, prefetch);
     loop {
-        let (open,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM runs WHERE finished_at IS NULL")
-                .fetch_one(store.pool())
-                .await
-                .expect("count");
+        let (open,): (i64,) = sqlx::query_as("SELECT count(*) FROM runs WHERE finished_at IS NULL")
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
         if open == 0 {
             break;
         }
@@ -368,7 +393,10 @@ async fn submit_latency(store: &Store) -> (f64, f64, f64) {
     let warmup = 20;
     for i in 0..LATENCY_SAMPLES + warmup {
         let key = format!("latency-{i}");
-        let spec = spec("latency", vec![json!({"name": "p", "kind": "bench.probe", "input": {"key": key}})]);
+        let spec = spec(
+            "latency",
+            vec![json!({"name": "p", "kind": "bench.probe", "input": {"key": key}})],
+        );
         let before = Instant::now();
         store
             .submit(Submission::Spec(spec), Value::Null, None)
@@ -390,7 +418,11 @@ async fn submit_latency(store: &Store) -> (f64, f64, f64) {
     shutdown.cancel();
     let _ = handle.await;
     let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-    (percentile(&mut samples, 0.50), percentile(&mut samples, 0.99), mean)
+    (
+        percentile(&mut samples, 0.50),
+        percentile(&mut samples, 0.99),
+        mean,
+    )
 }
 
 async fn edge_latency(store: &Store) -> (f64, f64) {
@@ -418,7 +450,12 @@ async fn edge_latency(store: &Store) -> (f64, f64) {
         .filter_map(|i| {
             let (_, parent_end) = probes.get(&format!("{run_key}/{}", i - 1))?;
             let (child_start, _) = probes.get(&format!("{run_key}/{i}"))?;
-            Some(child_start.saturating_duration_since(*parent_end).as_secs_f64() * 1000.0)
+            Some(
+                child_start
+                    .saturating_duration_since(*parent_end)
+                    .as_secs_f64()
+                    * 1000.0,
+            )
         })
         .collect();
     (percentile(&mut gaps, 0.50), percentile(&mut gaps, 0.99))
@@ -525,9 +562,14 @@ fn peers(server: &str, report: &mut Report) {
         .arg(root.join("target/bench-peers"))
         .output();
     let node = match install {
-        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        Ok(output) if output.status.success() => {
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        }
         Ok(output) => {
-            eprintln!("peer install failed: {}", String::from_utf8_lossy(&output.stderr));
+            eprintln!(
+                "peer install failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             return;
         }
         Err(err) => {
@@ -541,29 +583,80 @@ fn peers(server: &str, report: &mut Report) {
         .output();
     drop(runtime_setup);
     let cases = [
-        ("peer_graphile_drain", "graphile", "drain", "(f) graphile-worker batch mode, drain"),
-        ("peer_graphile_default_drain", "graphile-default", "drain", "(f) graphile-worker default, drain"),
-        ("peer_pgboss_drain", "pgboss", "drain", "(f) pg-boss, batches of 100, drain"),
-        ("peer_graphile_latency", "graphile", "latency", "(f) graphile-worker submit-to-start"),
-        ("peer_pgboss_latency", "pgboss", "latency", "(f) pg-boss submit-to-start"),
+        (
+            "peer_graphile_drain",
+            "graphile",
+            "drain",
+            "(f) graphile-worker batch mode, drain",
+        ),
+        (
+            "peer_graphile_default_drain",
+            "graphile-default",
+            "drain",
+            "(f) graphile-worker default, drain",
+        ),
+        (
+            "peer_pgboss_drain",
+            "pgboss",
+            "drain",
+            "(f) pg-boss, batches of 100, drain",
+        ),
+        (
+            "peer_graphile_latency",
+            "graphile",
+            "latency",
+            "(f) graphile-worker submit-to-start",
+        ),
+        (
+            "peer_pgboss_latency",
+            "pgboss",
+            "latency",
+            "(f) pg-boss submit-to-start",
+        ),
     ];
     for (key, system, mode, label) in cases {
         let output = Command::new(&node)
             .arg(root.join("bench/peers/peers.mjs"))
-            .args(["--system", system, "--mode", mode, "--database-url", &peer_db])
-            .args(["--jobs", &DRAIN_TASKS.to_string(), "--concurrency", &SLOTS.to_string()])
-            .args(["--samples", &LATENCY_SAMPLES.to_string(), "--interval-ms", "20"])
-            .args(["--peers-dir", &root.join("target/bench-peers").display().to_string()])
+            .args([
+                "--system",
+                system,
+                "--mode",
+                mode,
+                "--database-url",
+                &peer_db,
+            ])
+            .args([
+                "--jobs",
+                &DRAIN_TASKS.to_string(),
+                "--concurrency",
+                &SLOTS.to_string(),
+            ])
+            .args([
+                "--samples",
+                &LATENCY_SAMPLES.to_string(),
+                "--interval-ms",
+                "20",
+            ])
+            .args([
+                "--peers-dir",
+                &root.join("target/bench-peers").display().to_string(),
+            ])
             .output();
         let parsed: Option<Value> = output.ok().and_then(|output| {
             if !output.status.success() {
-                eprintln!("{system} {mode} failed: {}", String::from_utf8_lossy(&output.stderr));
+                eprintln!(
+                    "{system} {mode} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
             }
             serde_json::from_slice(&output.stdout).ok()
         });
         let Some(result) = parsed else { continue };
         let value = if mode == "drain" {
-            format!("{:.0} jobs/s", result["jobs_per_second"].as_f64().unwrap_or(f64::NAN))
+            format!(
+                "{:.0} jobs/s",
+                result["jobs_per_second"].as_f64().unwrap_or(f64::NAN)
+            )
         } else {
             format!(
                 "p50 {:.2} ms, p99 {:.2} ms, mean {:.2} ms",

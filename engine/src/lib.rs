@@ -34,5 +34,5 @@ pub use store::{
     Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
-pub use worker::{Worker, WorkerBuilder, WorkerOptions};
+pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};
 pub use workflow::{Node, WorkflowBuilder};

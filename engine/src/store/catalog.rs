@@ -1,13 +1,14 @@
 //! Registered workflows, task kinds and workers.
 
 use std::collections::HashSet;
+use std::sync::RwLock;
 
 use uuid::Uuid;
 
 use super::Store;
 use crate::error::{Error, Result};
 use crate::registry::Registry;
-use crate::spec::WorkflowSpec;
+use crate::spec::{Dag, WorkflowSpec};
 
 /// A worker process as it registered itself.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -22,7 +23,34 @@ pub struct WorkerRecord {
     pub stopped_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// What a process remembers of the catalog, to keep lookups off the submission path.
+#[derive(Debug, Default)]
+pub(super) struct Cache {
+    kinds: RwLock<HashSet<String>>,
+    /// Workflow versions known to be stored, as (name, version).
+    workflows: RwLock<HashSet<(String, String)>>,
+}
+
 impl Store {
+    /// Validates a spec against the registered kinds. The kinds are cached; a spec naming a
+    /// kind missing from the cache reloads it once, since a worker may have just registered it.
+    pub(crate) async fn compile(&self, spec: &WorkflowSpec) -> Result<Dag> {
+        let cached = {
+            let kinds = self.cache.kinds.read().unwrap_or_else(|p| p.into_inner());
+            spec.compile(&|kind| kinds.contains(kind))
+        };
+        match cached {
+            Ok(dag) => Ok(dag),
+            Err(err) if err.problems.iter().any(|p| p.code == "unknown_kind") => {
+                let fresh = self.known_kinds().await?;
+                let dag = spec.compile(&|kind| fresh.contains(kind));
+                *self.cache.kinds.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                Ok(dag?)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Records the registry's task kinds and stores its workflows, after checking each
     /// workflow against the registry's kinds.
     pub async fn register(&self, registry: &Registry) -> Result<()> {
@@ -64,6 +92,16 @@ impl Store {
             ))
         })?;
         let version = spec_version(&document);
+        let key = (spec.name.clone(), version.clone());
+        if self
+            .cache
+            .workflows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+        {
+            return Ok(version);
+        }
         sqlx::query(
             "INSERT INTO workflows (name, version, spec, source) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name, version) DO NOTHING",
@@ -74,6 +112,11 @@ impl Store {
         .bind(source)
         .execute(&self.pool)
         .await?;
+        self.cache
+            .workflows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
         Ok(version)
     }
 

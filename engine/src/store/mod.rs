@@ -22,6 +22,7 @@ mod submit;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use catalog::WorkerRecord;
@@ -48,11 +49,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    cache: Arc<catalog::Cache>,
 }
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            cache: Arc::default(),
+        }
     }
 
     /// Connects with a pool of at most `max_connections`.
@@ -64,7 +69,7 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self::new(pool))
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -53,17 +53,14 @@ impl Store {
             return Ok(existing);
         }
 
-        let kinds = self.known_kinds().await?;
-        let known = |kind: &str| kinds.contains(kind);
         let (dag, version) = match submission {
             Submission::Spec(spec) => {
-                let dag = spec.compile(&known)?;
-                let version = self.store_workflow(&spec, "spec").await?;
-                (dag, version)
+                let dag = self.compile(&spec).await?;
+                (dag, self.store_workflow(&spec, "spec").await?)
             }
             Submission::Workflow(name) => {
                 let (spec, version) = self.latest_workflow(&name).await?;
-                (spec.compile(&known)?, version)
+                (self.compile(&spec).await?, version)
             }
         };
         self.insert_run(&dag, &version, input, idempotency_key)
@@ -91,15 +88,49 @@ impl Store {
         idempotency_key: Option<String>,
     ) -> Result<Submitted> {
         let run_id = Uuid::now_v7();
-        let mut tx = self.pool.begin().await?;
+        let columns = TaskColumns::from_dag(dag);
+        let ready_queues: HashSet<&str> = dag
+            .nodes
+            .iter()
+            .filter(|node| node.parents.is_empty())
+            .map(|node| node.queue.as_str())
+            .collect();
+        let ready_queues: Vec<&str> = ready_queues.into_iter().collect();
 
-        // ON CONFLICT waits for a concurrent insert of the same key to commit and then
-        // inserts nothing, so racing submissions all see the first run.
+        // One statement, so the run, its tasks, its first event and the wake-up of workers
+        // commit together in a single round trip. ON CONFLICT waits for a concurrent insert
+        // of the same idempotency key to commit and then inserts nothing, so racing
+        // submissions all see the first run.
         let inserted: Option<(Uuid,)> = sqlx::query_as(
-            "INSERT INTO runs (id, workflow, workflow_version, status, input, idempotency_key, tasks_total)
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING id",
+            "WITH run AS (
+                INSERT INTO runs (id, workflow, workflow_version, status, input, idempotency_key, tasks_total)
+                VALUES ($1, $2, $3, 'queued', $4, $5, $6)
+                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id
+            ),
+            tasks AS (
+                INSERT INTO task_runs (run_id, idx, name, kind, status, queue, priority, pending_parents,
+                                       parents, children, input, max_attempts, initial_backoff_ms,
+                                       max_backoff_ms, timeout_ms, attempt_limit)
+                SELECT $1, t.idx, t.name, t.kind, t.status, t.queue, t.priority, t.pending,
+                       t.parents::int4[], t.children::int4[], t.input, t.max_attempts,
+                       t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms, t.max_attempts
+                FROM unnest($7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
+                            $13::int4[], $14::text[], $15::text[], $16::jsonb[], $17::int4[], $18::int4[],
+                            $19::int4[], $20::int4[])
+                     AS t(idx, name, kind, status, queue, priority, pending, parents, children, input,
+                          max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms)
+                WHERE EXISTS (SELECT 1 FROM run)
+            ),
+            event AS (
+                INSERT INTO events (run_id, kind) SELECT id, 'run.queued' FROM run
+            ),
+            woken AS (
+                SELECT count(pg_notify($21, queue)) AS queues
+                FROM unnest($22::text[]) AS queue
+                WHERE EXISTS (SELECT 1 FROM run)
+            )
+            SELECT run.id FROM run, woken",
         )
         .bind(run_id)
         .bind(&dag.name)
@@ -107,34 +138,6 @@ impl Store {
         .bind(&input)
         .bind(&idempotency_key)
         .bind(dag.nodes.len() as i32)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            tx.rollback().await?;
-            let key = idempotency_key.unwrap_or_default();
-            return self
-                .run_by_idempotency_key(&key)
-                .await?
-                .ok_or_else(|| Error::Conflict(format!(
-                    "a run with idempotency_key `{key}` was being created and then rolled back; submit again"
-                )));
-        }
-
-        let columns = TaskColumns::from_dag(dag);
-        sqlx::query(
-            "INSERT INTO task_runs (run_id, idx, name, kind, status, queue, priority, pending_parents,
-                                    parents, children, input, max_attempts, initial_backoff_ms,
-                                    max_backoff_ms, timeout_ms, attempt_limit)
-             SELECT $1, t.idx, t.name, t.kind, t.status, t.queue, t.priority, t.pending,
-                    t.parents::int4[], t.children::int4[], t.input, t.max_attempts, t.initial_backoff_ms,
-                    t.max_backoff_ms, t.timeout_ms, t.max_attempts
-             FROM unnest($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int2[],
-                         $8::int4[], $9::text[], $10::text[], $11::jsonb[], $12::int4[], $13::int4[],
-                         $14::int4[], $15::int4[])
-                  AS t(idx, name, kind, status, queue, priority, pending, parents, children, input,
-                       max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms)",
-        )
-        .bind(run_id)
         .bind(&columns.idx)
         .bind(&columns.name)
         .bind(&columns.kind)
@@ -149,27 +152,20 @@ impl Store {
         .bind(&columns.initial_backoff_ms)
         .bind(&columns.max_backoff_ms)
         .bind(&columns.timeout_ms)
-        .execute(&mut *tx)
-        .await?;
-
-        let ready_queues: HashSet<&str> = dag
-            .nodes
-            .iter()
-            .filter(|node| node.parents.is_empty())
-            .map(|node| node.queue.as_str())
-            .collect();
-        let ready_queues: Vec<&str> = ready_queues.into_iter().collect();
-        sqlx::query(
-            "WITH event AS (INSERT INTO events (run_id, kind) VALUES ($1, 'run.queued'))
-             SELECT pg_notify($2, queue) FROM unnest($3::text[]) AS queue",
-        )
-        .bind(run_id)
         .bind(READY_CHANNEL)
         .bind(&ready_queues)
-        .execute(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
+        if inserted.is_none() {
+            let key = idempotency_key.unwrap_or_default();
+            return self
+                .run_by_idempotency_key(&key)
+                .await?
+                .ok_or_else(|| Error::Conflict(format!(
+                    "a run with idempotency_key `{key}` was being created and then rolled back; submit again"
+                )));
+        }
 
-        tx.commit().await?;
         tracing::debug!(run.id = %run_id, workflow = %dag.name, tasks = dag.nodes.len(), "run submitted");
         Ok(Submitted {
             id: run_id,

@@ -129,18 +129,23 @@ pub(super) async fn run_attempt(
         permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok(),
         () = cancel.cancelled() => None,
     };
+    let mut took = Duration::ZERO;
     let outcome = match permit {
         None => stopped_outcome(shared, key),
         Some(_permit) => {
-            if let Some(error) = &context.error {
+            let started = std::time::Instant::now();
+            let outcome = if let Some(error) = &context.error {
                 Some(Outcome::Failed(TaskError::retryable(error.clone())))
             } else {
                 execute(shared, &task, cancel, context)
                     .instrument(span.clone())
                     .await
-            }
+            };
+            took = started.elapsed();
+            outcome
         }
     };
+    shared.attempt_ended(took);
     let Some(outcome) = outcome else {
         span.in_scope(|| tracing::warn!("attempt lost its lease; its result is discarded"));
         shared.held().remove(&key);

@@ -9,6 +9,7 @@ mod leases;
 mod listen;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ use crate::registry::Registry;
 use crate::spec::DEFAULT_QUEUE;
 use crate::store::{ClaimedTask, Store, WorkerRecord};
 
+/// Average attempt duration below which a worker claims ahead of its free slots.
+pub const PREFETCH_BELOW: Duration = Duration::from_millis(10);
+
 /// Settings of a worker. The defaults reclaim a dead worker's tasks within 25 seconds and
 /// cost an idle worker under one query per second.
 #[derive(Debug, Clone)]
@@ -30,7 +34,9 @@ pub struct WorkerOptions {
     pub queue: String,
     /// Tasks run at the same time.
     pub slots: usize,
-    /// Tasks claimed ahead of free slots, to keep slots busy when tasks are short.
+    /// Tasks claimed ahead of free slots, to keep slots busy when tasks are short. Applied
+    /// only while recent attempts took under [`PREFETCH_BELOW`] on average, so that a
+    /// worker never hoards slow tasks that idle workers could run.
     pub prefetch: usize,
     /// How long an attempt's lease lasts without a heartbeat.
     pub lease: Duration,
@@ -51,7 +57,7 @@ impl Default for WorkerOptions {
         Self {
             queue: DEFAULT_QUEUE.to_owned(),
             slots: 8,
-            prefetch: 0,
+            prefetch: 256,
             lease: Duration::from_secs(15),
             heartbeat_interval: Duration::from_secs(5),
             reap_interval: Duration::from_secs(10),
@@ -128,6 +134,11 @@ struct Shared {
     /// When a task that is not due yet becomes due, learned from notifications.
     next_due: Mutex<Option<Instant>>,
     slots: Arc<Semaphore>,
+    /// Attempts claimed and not yet ended; results waiting to be written do not count.
+    in_flight: AtomicUsize,
+    /// Moving average of attempt durations in microseconds; `u64::MAX` until the first
+    /// attempt ends.
+    average_micros: AtomicU64,
     run_inputs: Mutex<HashMap<Uuid, Arc<Value>>>,
     started_runs: Mutex<HashSet<Uuid>>,
 }
@@ -149,6 +160,34 @@ impl Shared {
                 held.cancel.cancel();
             }
         }
+    }
+
+    /// Records how long an attempt took, for the prefetch decision.
+    fn attempt_ended(&self, took: Duration) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let sample = took.as_micros().min(u128::from(u64::MAX - 1)) as u64;
+        let average = self.average_micros.load(Ordering::Relaxed);
+        let updated = if average == u64::MAX {
+            sample
+        } else {
+            average - average / 8 + sample / 8
+        };
+        self.average_micros.store(updated, Ordering::Relaxed);
+    }
+
+    /// How many tasks the claim loop may take now.
+    fn room(&self) -> usize {
+        let options = &self.options;
+        let short_tasks =
+            self.average_micros.load(Ordering::Relaxed) < PREFETCH_BELOW.as_micros() as u64;
+        let prefetch = if short_tasks { options.prefetch } else { 0 };
+        let running_room =
+            (options.slots + prefetch).saturating_sub(self.in_flight.load(Ordering::Relaxed));
+        // Results waiting to be written are bounded too, so a database outage cannot make
+        // the worker claim without limit.
+        let unwritten_limit = options.slots + prefetch + 2 * options.max_batch;
+        let unwritten_room = unwritten_limit.saturating_sub(self.held().len());
+        running_room.min(unwritten_room).min(options.max_batch)
     }
 
     fn set_due(&self, due: Instant) {
@@ -187,6 +226,8 @@ impl Worker {
             wake: Notify::new(),
             next_due: Mutex::new(None),
             slots: Arc::new(Semaphore::new(self.options.slots)),
+            in_flight: AtomicUsize::new(0),
+            average_micros: AtomicU64::new(u64::MAX),
             run_inputs: Mutex::new(HashMap::new()),
             started_runs: Mutex::new(HashSet::new()),
             options: self.options,
@@ -255,15 +296,12 @@ async fn claim_loop(
     shutdown: &CancellationToken,
 ) {
     let options = &shared.options;
-    let capacity = options.slots + options.prefetch;
     let mut failures: u32 = 0;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        let room = capacity
-            .saturating_sub(shared.held().len())
-            .min(options.max_batch);
+        let room = shared.room();
         let mut claimed_full = false;
         if room > 0 {
             let started = Instant::now();
@@ -329,6 +367,7 @@ async fn start_tasks(
     outcomes: &mpsc::UnboundedSender<execute::Completed>,
 ) {
     let mut tokens = Vec::with_capacity(tasks.len());
+    shared.in_flight.fetch_add(tasks.len(), Ordering::Relaxed);
     {
         let mut held = shared.held();
         for task in &tasks {

@@ -9,6 +9,7 @@ use zip::ZipArchive;
 use zip::result::ZipError;
 
 use super::errors::io_error;
+use super::files::TempFile;
 
 /// Copies entry `entry` of the zip archive at `archive` to `dest`, returning the bytes
 /// written. It reads and writes synchronously, so call it from a blocking thread.
@@ -54,13 +55,19 @@ fn zip_error(archive: &Path, err: &ZipError) -> TaskError {
     }
 }
 
-/// Runs [`extract_entry`] on a blocking thread.
+/// Runs [`extract_entry`] into `dest` on a blocking thread and hands `dest` back.
+///
+/// The thread owns `dest` until it finishes, so when the caller drops this future the
+/// extraction still runs to its end and then deletes the file, instead of leaving it behind.
 pub(crate) async fn extract_entry_blocking(
     archive: PathBuf,
     entry: &'static str,
-    dest: PathBuf,
-) -> Result<u64, TaskError> {
-    tokio::task::spawn_blocking(move || extract_entry(&archive, entry, &dest))
-        .await
-        .map_err(|err| TaskError::retryable(format!("the extraction thread failed: {err}")))?
+    dest: TempFile,
+) -> Result<TempFile, TaskError> {
+    tokio::task::spawn_blocking(move || {
+        extract_entry(&archive, entry, dest.path())?;
+        Ok(dest)
+    })
+    .await
+    .map_err(|err| TaskError::retryable(format!("the extraction thread failed: {err}")))?
 }

@@ -1,5 +1,5 @@
 //! Conversions from the errors of the file system, DataFusion and the zip reader into
-//! [`TaskError`]s that say whether another attempt can help.
+//! [`TaskError`]s marked retryable or permanent by whether another attempt can help.
 
 use std::error::Error as StdError;
 use std::path::Path;

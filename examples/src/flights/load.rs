@@ -20,8 +20,8 @@ pub async fn load_flights(locations: &Locations) -> Result<TableOutput, TaskErro
     let staging = locations.staging_dir();
     create_dir(&staging).await?;
 
-    let csv = TempFile::beside(&staging.join("flights.csv"));
-    extract_entry_blocking(archive, "flights.csv", csv.path().to_owned()).await?;
+    let scratch = TempFile::beside(&staging.join("flights.csv"));
+    let csv = extract_entry_blocking(archive, "flights.csv", scratch).await?;
     let target = staging.join("flights.parquet");
     csv_to_parquet(csv.path(), &schemas::flights(), &target).await
 }
@@ -42,8 +42,8 @@ async fn csv_to_parquet(
     let ctx = session();
     let df = read_csv(&ctx, csv, schema).await?;
     write_parquet(df, target).await.map_err(|err| {
-        // A row that does not fit the schema only shows up while writing, so say which
-        // file it came from.
+        // A row that does not fit the schema only shows up while writing, so the message
+        // names the CSV file it came from.
         TaskError {
             message: format!("{} (converting {})", err.message, csv.display()),
             ..err

@@ -6,11 +6,12 @@ use caraml_engine::TaskError;
 use serde::{Deserialize, Serialize};
 
 /// The nycflights13 CSV files shipped with this crate, found through the crate's source
-/// folder at compile time; a worker built elsewhere must set `data_dir`.
+/// folder at compile time. A worker binary moved off the machine that built it must set
+/// `data_dir`.
 pub const DEFAULT_DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/nycflights13");
 
-/// Where outputs go when the run input names no `out_dir`, relative to the worker's working
-/// directory.
+/// Output folder used when the run input names no `out_dir`, relative to the worker's
+/// working directory.
 pub const DEFAULT_OUT_DIR: &str = "caraml-output/flights";
 
 /// The input that a run of the `flights` workflow is submitted with, such as
@@ -19,9 +20,9 @@ pub const DEFAULT_OUT_DIR: &str = "caraml-output/flights";
 #[serde(default, deny_unknown_fields)]
 pub struct FlightsRunInput {
     /// Folder that contains `flights.csv.zip`, `weather.csv`, `airlines.csv` and
-    /// `airports.csv`; [`DEFAULT_DATA_DIR`] when absent.
+    /// `airports.csv`, or [`DEFAULT_DATA_DIR`] when absent.
     pub data_dir: Option<PathBuf>,
-    /// Folder that the tasks write into; [`DEFAULT_OUT_DIR`] when absent.
+    /// Folder that the tasks write into, or [`DEFAULT_OUT_DIR`] when absent.
     pub out_dir: Option<PathBuf>,
 }
 
@@ -120,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    fn shipped_data_dir_holds_flights() {
+    fn shipped_data_dir_contains_files() {
         let locations = FlightsRunInput::default()
             .resolve()
             .expect("the defaults resolve");

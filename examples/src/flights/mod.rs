@@ -8,7 +8,7 @@
 //! ```
 //!
 //! A run's input is [`FlightsRunInput`], such as `{"data_dir": "...", "out_dir": "..."}`.
-//! Every task writes under `out_dir` and returns the paths it wrote: `staging/` holds the
+//! Every task writes under `out_dir` and returns the paths it wrote. `staging/` contains the
 //! Parquet copies of the CSV files and their join, `months/` the statistics of each month,
 //! and `reports/` the yearly `carrier_delays.parquet` and `airport_delays.parquet`.
 //!

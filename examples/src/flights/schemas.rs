@@ -1,7 +1,7 @@
 //! Column types of the nycflights13 CSV files.
 //!
-//! The types are fixed rather than inferred: inference reads a sample, and a column whose
-//! sample holds only `NA` or only whole numbers would get the wrong type.
+//! The types are fixed rather than inferred, because inference reads a sample and a column
+//! whose sample contains only `NA` or only whole numbers would get the wrong type.
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::logical_expr::ident;
@@ -10,9 +10,8 @@ use datafusion::prelude::{CsvReadOptions, Expr, cast, lit, nullif};
 /// The text that marks a missing value in every nycflights13 file.
 const MISSING: &str = "NA";
 
-/// Returns the schema to read a file of `schema` with: every nullable column that is not
-/// text is read as text, so that [`typed_columns`] can turn `NA` into `NULL` before the
-/// cast. DataFusion 55.2 applies `CsvReadOptions::null_regex` only to schema inference,
+/// Returns the schema to read a file of `schema` with, in which every nullable column is
+/// text so that [`typed_columns`] can turn `NA` into `NULL` before the cast. DataFusion 55.2 applies `CsvReadOptions::null_regex` only to schema inference,
 /// not to the rows it reads, so a numeric column with `NA` would fail to parse.
 pub(crate) fn text_schema(schema: &Schema) -> Schema {
     let fields: Vec<Field> = schema

@@ -133,11 +133,14 @@ async fn until_cancelled<T>(
     work: impl Future<Output = Result<T, TaskError>>,
 ) -> Result<T, TaskError> {
     tokio::select! {
-        result = work => result,
+        // Polling the cancellation first keeps an attempt that is already cancelled from
+        // starting any work.
+        biased;
         () = ctx.cancellation().cancelled() => Err(TaskError::retryable(format!(
             "task `{}` was cancelled before it finished",
             ctx.task_name()
         ))),
+        result = work => result,
     }
 }
 
