@@ -77,11 +77,11 @@ async fn report_row(report: &Path, sql: &str) -> Vec<Option<f64>> {
         .collect()
 }
 
-fn assert_close(actual: Option<f64>, expected: f64, what: &str) {
-    let actual = actual.unwrap_or_else(|| panic!("{what} is NULL"));
+fn assert_close(actual: Option<f64>, expected: f64, quantity: &str) {
+    let actual = actual.unwrap_or_else(|| panic!("{quantity} is NULL"));
     assert!(
         (actual - expected).abs() < 1e-4,
-        "{what} is {actual}, expected {expected}"
+        "{quantity} is {actual}, expected {expected}"
     );
 }
 
@@ -341,8 +341,8 @@ async fn invalid_month_is_permanent() {
 #[tokio::test]
 async fn missing_upstream_table_is_permanent() {
     let out_dir = fresh_out_dir("flights-missing-upstream");
-    let gone = out_dir.join("staging/flights_weather.parquet");
-    let err = month_statistics(&gone, 1, &locations(&out_dir))
+    let missing_table = out_dir.join("staging/flights_weather.parquet");
+    let err = month_statistics(&missing_table, 1, &locations(&out_dir))
         .await
         .expect_err("a missing joined table fails");
     assert!(!err.is_retryable());

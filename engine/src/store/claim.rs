@@ -25,6 +25,8 @@ pub(crate) struct ClaimedTask {
     pub(crate) initial_backoff_ms: i32,
     pub(crate) max_backoff_ms: i32,
     pub(crate) timeout_ms: Option<i32>,
+    /// The input of the task's run.
+    pub(crate) run_input: Value,
 }
 
 /// Claims up to `limit` due tasks of `queue` in priority order and starts an attempt of each.
@@ -48,10 +50,11 @@ claimed AS (
     SET status = 'running', attempt = t.attempt + 1, attempt_id = gen_random_uuid(),
         worker_id = $3, lease_expires_at = now() + $4 * interval '1 millisecond',
         started_at = now(), finished_at = NULL
-    FROM picked p
+    FROM picked p JOIN runs r ON r.id = p.run_id
     WHERE t.run_id = p.run_id AND t.idx = p.idx
     RETURNING t.run_id, t.idx, t.name, t.kind, t.input, t.parents, t.attempt, t.attempt_id,
-              t.attempt_limit, t.max_attempts, t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms
+              t.attempt_limit, t.max_attempts, t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms,
+              r.input AS run_input
 ),
 events AS (
     INSERT INTO events (run_id, task_idx, kind, attempt)
@@ -94,16 +97,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Loads the inputs of runs.
-    pub(crate) async fn run_inputs(&self, run_ids: &[Uuid]) -> Result<Vec<(Uuid, Value)>> {
-        Ok(
-            sqlx::query_as("SELECT id, input FROM runs WHERE id = ANY($1)")
-                .bind(run_ids)
-                .fetch_all(&self.pool)
-                .await?,
-        )
     }
 
     /// Loads the names and outputs of task runs, keyed by run id and node index.

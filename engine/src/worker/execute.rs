@@ -35,42 +35,13 @@ pub(super) struct BatchContext {
 
 /// Loads the run inputs and upstream outputs the claimed tasks need.
 pub(super) async fn load_context(shared: &Shared, tasks: &[ClaimedTask]) -> BatchContext {
-    let mut missing: Vec<Uuid> = {
-        let cache = shared.run_inputs.lock().unwrap_or_else(|p| p.into_inner());
-        tasks
-            .iter()
-            .map(|t| t.run_id)
-            .filter(|id| !cache.contains_key(id))
-            .collect()
-    };
-    missing.sort_unstable();
-    missing.dedup();
-    if !missing.is_empty() {
-        match shared.store.run_inputs(&missing).await {
-            Ok(rows) => {
-                let mut cache = shared.run_inputs.lock().unwrap_or_else(|p| p.into_inner());
-                // Bounded by clearing: inputs are reloaded on demand.
-                if cache.len() > 10_000 {
-                    cache.clear();
-                }
-                for (id, input) in rows {
-                    cache.insert(id, Arc::new(input));
-                }
-            }
-            Err(err) => return failed_context(&err),
-        }
+    // Tasks of one run share one copy of its input.
+    let mut run_inputs: HashMap<Uuid, Arc<Value>> = HashMap::new();
+    for task in tasks {
+        run_inputs
+            .entry(task.run_id)
+            .or_insert_with(|| Arc::new(task.run_input.clone()));
     }
-    let run_inputs: HashMap<Uuid, Arc<Value>> = {
-        let cache = shared.run_inputs.lock().unwrap_or_else(|p| p.into_inner());
-        tasks
-            .iter()
-            .filter_map(|t| {
-                cache
-                    .get(&t.run_id)
-                    .map(|input| (t.run_id, Arc::clone(input)))
-            })
-            .collect()
-    };
 
     let mut parents: Vec<(Uuid, i32)> = tasks
         .iter()

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -139,7 +138,6 @@ struct Shared {
     /// Moving average of attempt durations in microseconds; `u64::MAX` until the first
     /// attempt ends.
     average_micros: AtomicU64,
-    run_inputs: Mutex<HashMap<Uuid, Arc<Value>>>,
     started_runs: Mutex<HashSet<Uuid>>,
 }
 
@@ -228,7 +226,6 @@ impl Worker {
             slots: Arc::new(Semaphore::new(self.options.slots)),
             in_flight: AtomicUsize::new(0),
             average_micros: AtomicU64::new(u64::MAX),
-            run_inputs: Mutex::new(HashMap::new()),
             started_runs: Mutex::new(HashSet::new()),
             options: self.options,
         });

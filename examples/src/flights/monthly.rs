@@ -39,6 +39,8 @@ pub const STATISTICS: [(&str, &str); 16] = [
         "share_arr_delayed_over_15_minutes",
         "avg(CASE WHEN arr_delay > 15 THEN 1.0 WHEN arr_delay IS NOT NULL THEN 0.0 END)",
     ),
+    // Flights that found a weather row, counted by visibility, which weather.csv records
+    // in every row.
     ("weather_flights", "count(visib)"),
     ("mean_wind_speed_mph", "avg(wind_speed)"),
     ("mean_visibility_miles", "avg(visib)"),
