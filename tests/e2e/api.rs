@@ -1,0 +1,600 @@
+//! The HTTP API and the command line, with a worker in this process.
+//!
+//! Guarantees checked here:
+//! - every spec validation error answers 422 with the offending names, and stores nothing;
+//! - malformed, oversized and ambiguous requests get a 4xx with a JSON error;
+//! - identical submissions with one idempotency key return one run;
+//! - cancel, retry, events, lists with cursors and the probes behave as documented;
+//! - `caraml run submit --follow` exits 0 for a run that succeeds and 1 for one that fails.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use caraml::engine::testing::TestDatabase;
+use caraml::engine::{Store, Worker, WorkerOptions};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    base: String,
+    store: Store,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Server {
+    async fn start() -> Self {
+        Self::start_with_limit(caraml::api::http::DEFAULT_BODY_LIMIT).await
+    }
+
+    async fn start_with_limit(body_limit: usize) -> Self {
+        let db = TestDatabase::create().await;
+        let registry = caraml::registry().expect("built-in registry is valid");
+        db.store.register(&registry).await.expect("register kinds");
+        let shutdown = CancellationToken::new();
+        let worker = Worker::builder(db.store.clone(), registry)
+            .options(WorkerOptions {
+                grace: Duration::from_secs(1),
+                ..WorkerOptions::default()
+            })
+            .build();
+        tokio::spawn(worker.run(shutdown.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a local port");
+        let address: SocketAddr = listener.local_addr().expect("local address");
+        tokio::spawn(caraml::api::http::serve(
+            listener,
+            db.store.clone(),
+            body_limit,
+            shutdown.clone(),
+        ));
+        Self {
+            base: format!("http://{address}"),
+            store: db.store,
+            client: reqwest::Client::new(),
+            shutdown,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    async fn wait_finished(&self, id: &str) -> Value {
+        for _ in 0..600 {
+            let (status, run) = self.get(&format!("/v1/runs/{id}")).await;
+            assert_eq!(status, StatusCode::OK);
+            if !run["finished_at"].is_null() {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("run {id} did not finish within 30 s");
+    }
+
+    async fn run_count(&self) -> i64 {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM runs")
+            .fetch_one(self.store.pool())
+            .await
+            .expect("count runs");
+        count
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body read");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+fn sleep_spec(name: &str, seconds: f64) -> Value {
+    json!({"name": name, "tasks": [
+        {"name": "first", "kind": "sleep", "input": {"seconds": seconds}},
+        {"name": "second", "kind": "sleep", "depends_on": ["first"]},
+    ]})
+}
+
+#[tokio::test]
+async fn submitted_spec_runs_to_success() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .post(
+            "/v1/runs",
+            json!({"spec": sleep_spec("two", 0.0), "input": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "queued");
+    let id = body["id"].as_str().expect("id").to_owned();
+
+    let run = server.wait_finished(&id).await;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["input"], json!({"x": 1}));
+    let tasks = run["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[1]["depends_on"], json!(["first"]));
+    assert_eq!(tasks[1]["attempts"], 1);
+    assert!(
+        tasks
+            .iter()
+            .all(|t| !t["started_at"].is_null() && !t["finished_at"].is_null())
+    );
+}
+
+#[tokio::test]
+async fn every_spec_error_is_422_with_names() {
+    let server = Server::start().await;
+    let cases = [
+        (
+            json!([{"name": "a", "kind": "sleep", "depends_on": ["c"]},
+                   {"name": "b", "kind": "sleep", "depends_on": ["a"]},
+                   {"name": "c", "kind": "sleep", "depends_on": ["b"]}]),
+            "cycle",
+            vec!["a", "b", "c"],
+        ),
+        (
+            json!([{"name": "a", "kind": "sleep", "depends_on": ["a"]}]),
+            "self_dependency",
+            vec!["a"],
+        ),
+        (
+            json!([{"name": "a", "kind": "sleep", "depends_on": ["nowhere"]}]),
+            "dangling_dependency",
+            vec!["a", "nowhere"],
+        ),
+        (
+            json!([{"name": "a", "kind": "sleep"}, {"name": "a", "kind": "sleep"}]),
+            "duplicate_name",
+            vec!["a"],
+        ),
+        (
+            json!([{"name": "a", "kind": "no.such.kind"}]),
+            "unknown_kind",
+            vec!["a"],
+        ),
+        (json!([]), "empty", vec![]),
+        (
+            json!([{"name": "a", "kind": "sleep", "retry": {"max_attempts": 0}}]),
+            "invalid_retry",
+            vec!["a"],
+        ),
+        (
+            json!([{"name": "a", "kind": "sleep", "retry": {"max_attempts": 2, "initial_backoff_seconds": 10, "max_backoff_seconds": 1}}]),
+            "invalid_retry",
+            vec!["a"],
+        ),
+        (
+            json!([{"name": "a", "kind": "sleep", "timeout_seconds": -5}]),
+            "invalid_timeout",
+            vec!["a"],
+        ),
+    ];
+    for (tasks, code, names) in cases {
+        let (status, body) = server
+            .post("/v1/runs", json!({"spec": {"name": "bad", "tasks": tasks}}))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{code}: {body}");
+        let problems = body["error"]["problems"]
+            .as_array()
+            .expect("problems listed");
+        let problem = problems
+            .iter()
+            .find(|p| p["code"] == code)
+            .unwrap_or_else(|| panic!("no {code} problem in {body}"));
+        let mut found: Vec<&str> = problem["tasks"]
+            .as_array()
+            .map(|names| names.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        found.sort_unstable();
+        assert_eq!(found, names, "{code} names the offending tasks");
+        for name in &names {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(name),
+                "{code}: the message names `{name}`: {body}"
+            );
+        }
+    }
+    assert_eq!(server.run_count().await, 0, "no rejected spec was stored");
+}
+
+#[tokio::test]
+async fn yaml_spec_text_is_accepted() {
+    let server = Server::start().await;
+    let yaml =
+        "name: from-yaml\ntasks:\n  - name: only\n    kind: sleep\n    input: {seconds: 0}\n";
+    let (status, body) = server.post("/v1/runs", json!({"spec": yaml})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run = server.wait_finished(body["id"].as_str().expect("id")).await;
+    assert_eq!(run["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_4xx() {
+    let server = Server::start_with_limit(64 * 1024).await;
+    let url = format!("{}/v1/runs", server.base);
+
+    let response = server
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not valid JSON")
+    );
+
+    let response = server
+        .client
+        .post(&url)
+        .body("{}")
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+
+    let (status, body) = server.post("/v1/runs", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("neither")
+    );
+
+    let (status, _) = server
+        .post(
+            "/v1/runs",
+            json!({"workflow": "flights", "spec": sleep_spec("x", 0.0)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, body) = server
+        .post("/v1/runs", json!({"workflow": "no-such-workflow"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let big = json!({"spec": sleep_spec("big", 0.0), "input": "x".repeat(100 * 1024)});
+    let (status, body) = server.post("/v1/runs", big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("limit")
+    );
+
+    let (status, body) = server.get("/v1/runs/not-a-uuid").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not-a-uuid")
+    );
+
+    let (status, _) = server
+        .get("/v1/runs/01934a6e-7b1c-7d2e-8f90-123456789abc")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = server.get("/v1/runs?status=sideways").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sideways")
+    );
+    assert_eq!(server.run_count().await, 0);
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_first_run_over_http() {
+    let server = Server::start().await;
+    let body = json!({"spec": sleep_spec("once", 0.0), "idempotency_key": "deploy-42"});
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let client = server.client.clone();
+            let url = format!("{}/v1/runs", server.base);
+            let body = body.clone();
+            tokio::spawn(async move {
+                read(client.post(url).json(&body).send().await.expect("sent")).await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for request in requests {
+        let (status, body) = request.await.expect("request task");
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status} {body}"
+        );
+        if status == StatusCode::CREATED {
+            created += 1;
+        }
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every request got the same run");
+    assert_eq!(created, 1, "exactly one request created the run");
+    assert_eq!(server.run_count().await, 1);
+}
+
+#[tokio::test]
+async fn cancel_retry_and_events() {
+    let server = Server::start().await;
+    let (_, body) = server
+        .post("/v1/runs", json!({"spec": sleep_spec("slow", 30.0)}))
+        .await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    for _ in 0..200 {
+        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+        if run["tasks"][0]["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, body) = server
+        .post(&format!("/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    let run = server.wait_finished(&id).await;
+    assert_eq!(run["status"], "cancelled");
+    for _ in 0..200 {
+        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+        if run["tasks"][0]["status"] == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    let (status, body) = server
+        .post(&format!("/v1/runs/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+    assert!(run["finished_at"].is_null(), "a resumed run is open again");
+    let (status, _) = server
+        .post(&format!("/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = server.get(&format!("/v1/runs/{id}/events")).await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> = body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for expected in ["run.queued", "task.running", "run.cancelled", "run.resumed"] {
+        assert!(
+            kinds.contains(&expected),
+            "events include {expected}: {kinds:?}"
+        );
+    }
+
+    let (_, done) = server
+        .post("/v1/runs", json!({"spec": sleep_spec("quick", 0.0)}))
+        .await;
+    let done_id = done["id"].as_str().expect("id").to_owned();
+    server.wait_finished(&done_id).await;
+    let (status, body) = server
+        .post(&format!("/v1/runs/{done_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a finished run cannot be cancelled: {body}"
+    );
+    let (status, _) = server
+        .post(&format!("/v1/runs/{done_id}/retry"), json!({}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a succeeded run cannot be retried"
+    );
+}
+
+#[tokio::test]
+async fn list_pages_with_cursor_and_filters() {
+    let server = Server::start().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (_, body) = server
+            .post(
+                "/v1/runs",
+                json!({"spec": sleep_spec(&format!("list-{}", i % 2), 0.0)}),
+            )
+            .await;
+        ids.push(body["id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        server.wait_finished(id).await;
+    }
+    let (_, first) = server.get("/v1/runs?limit=2").await;
+    let first_ids: Vec<&str> = first["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(
+        first_ids,
+        [ids[4].as_str(), ids[3].as_str()],
+        "newest first"
+    );
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, second) = server
+        .get(&format!("/v1/runs?limit=2&cursor={cursor}"))
+        .await;
+    let second_ids: Vec<&str> = second["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(second_ids, [ids[2].as_str(), ids[1].as_str()]);
+
+    let (_, filtered) = server
+        .get("/v1/runs?workflow=list-0&status=succeeded")
+        .await;
+    assert_eq!(filtered["runs"].as_array().expect("runs").len(), 3);
+    assert!(filtered["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn probes_metrics_and_workflows() {
+    let server = Server::start().await;
+    assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(server.get("/readyz").await.0, StatusCode::OK);
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().expect("text");
+    for name in [
+        "caraml_tasks_claimed_total",
+        "caraml_tasks_succeeded_total",
+        "caraml_tasks_failed_total",
+        "caraml_tasks_retried_total",
+        "caraml_tasks_rescued_total",
+        "caraml_claim_duration_seconds_bucket",
+        "caraml_queue_depth",
+    ] {
+        assert!(text.contains(name), "/metrics exposes {name}");
+    }
+    let (status, body) = server.get("/v1/workflows").await;
+    assert_eq!(status, StatusCode::OK);
+    let kinds: Vec<&str> = body["kinds"]
+        .as_array()
+        .expect("kinds")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for kind in ["sleep", "http.request", "sql.query", "flights.report"] {
+        assert!(kinds.contains(&kind), "kind {kind} is registered");
+    }
+    assert!(
+        body["workflows"]
+            .as_array()
+            .expect("workflows")
+            .iter()
+            .any(|w| w["name"] == "flights"),
+        "the flights workflow is registered"
+    );
+    let (status, body) = server.get("/v2/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/v1")
+    );
+}
+
+#[tokio::test]
+async fn cli_follow_exit_codes() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "name: cli-good\ntasks:\n  - name: a\n    kind: sleep\n    input: {seconds: 0.1}\n  - name: b\n    kind: sleep\n    depends_on: [a]\n")
+        .expect("write spec");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"name": "cli-bad", "tasks": [{"name": "x", "kind": "sql.query", "input": {"sql": "SELECT * FROM nowhere"}, "retry": {"max_attempts": 1}}]}"#)
+        .expect("write spec");
+    let invalid = dir.path().join("invalid.yaml");
+    std::fs::write(
+        &invalid,
+        "name: cli-invalid\ntasks:\n  - name: a\n    kind: sleep\n    depends_on: [a]\n",
+    )
+    .expect("write spec");
+
+    let base = server.base.clone();
+    let caraml = move |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_caraml"))
+            .args(args)
+            .env("CARAML_SERVER", &base)
+            .output()
+            .expect("caraml runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let good = good.display().to_string();
+    let bad = bad.display().to_string();
+    let invalid = invalid.display().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        (
+            caraml(&["run", "submit", &good, "--follow"]),
+            caraml(&["run", "submit", &bad, "--follow"]),
+            caraml(&["run", "submit", &invalid]),
+            caraml(&["run", "list"]),
+        )
+    })
+    .await
+    .expect("cli thread");
+    let (good, bad, invalid, list) = output;
+    assert_eq!(good.0, Some(0), "a succeeding run exits 0: {good:?}");
+    assert!(
+        good.1.contains("tasks done"),
+        "plain progress lines when not a terminal: {}",
+        good.1
+    );
+    assert!(good.1.contains("succeeded"));
+    assert_eq!(bad.0, Some(1), "a failing run exits 1: {bad:?}");
+    assert!(bad.1.contains("failed"), "{}", bad.1);
+    assert_eq!(invalid.0, Some(1), "an invalid spec exits 1");
+    assert!(
+        invalid.2.contains("depends on itself"),
+        "the reason is printed: {}",
+        invalid.2
+    );
+    assert_eq!(list.0, Some(0));
+    assert!(
+        list.1.contains("cli-good") && list.1.contains("cli-bad"),
+        "{}",
+        list.1
+    );
+}
