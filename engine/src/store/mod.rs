@@ -18,6 +18,8 @@ mod control;
 mod lease;
 mod query;
 mod submit;
+#[cfg(test)]
+mod tests;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
