@@ -1,1 +1,5 @@
-//! placeholder
+//! The feature store: feature registry, DataFusion ingestion and point-in-time retrieval,
+//! and online serving.
+//!
+//! NOTE: the crate holds no code yet; it exists so that the workspace has the layout the
+//! task kinds in `caraml-tasks` build on.

@@ -2,3 +2,4 @@
 //! with an in-process worker, and fault scenarios with worker processes.
 
 mod api;
+mod faults;
