@@ -4,7 +4,8 @@
 //! Run it with `cargo bench -p caraml-engine --bench engine`. It needs `DATABASE_URL` (or
 //! PostgreSQL at 127.0.0.1:5432 with trust authentication) and, for the peers, npm; it
 //! prints a table and writes `target/bench/engine.json`. Set `CARAML_BENCH_SKIP_PEERS=1` to
-//! measure the engine alone.
+//! measure the engine alone, or `CARAML_BENCH_ONLY` to one of drain, single, fan, latency,
+//! edge, postgres, idle or peers to run one measurement.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -108,7 +109,13 @@ async fn run() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
+    let only = std::env::var("CARAML_BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
+
     for prefetch in [0, 500] {
+        if !wanted("drain") {
+            continue;
+        }
         let store = migrated(&url).await;
         let rate = drain(&store, prefetch).await;
         report.add(
@@ -118,7 +125,7 @@ async fn run() {
             json!({"tasks_per_second": rate, "tasks": DRAIN_TASKS, "slots": SLOTS, "prefetch": prefetch}),
         );
     }
-    {
+    if wanted("single") {
         let store = migrated(&url).await;
         let rate = drain_single_runs(&store, 500).await;
         report.add(
@@ -128,7 +135,7 @@ async fn run() {
             json!({"tasks_per_second": rate, "runs": DRAIN_TASKS}),
         );
     }
-    {
+    if wanted("fan") {
         let store = migrated(&url).await;
         let rate = fan_out_in(&store).await;
         report.add(
@@ -138,7 +145,7 @@ async fn run() {
             json!({"tasks_per_second": rate, "tasks": FAN_TASKS}),
         );
     }
-    {
+    if wanted("latency") {
         let store = migrated(&url).await;
         let (p50, p99, mean) = submit_latency(&store).await;
         report.add(
@@ -148,7 +155,7 @@ async fn run() {
             json!({"p50_ms": p50, "p99_ms": p99, "mean_ms": mean}),
         );
     }
-    {
+    if wanted("edge") {
         let store = migrated(&url).await;
         let (p50, p99) = edge_latency(&store).await;
         report.add(
@@ -158,7 +165,7 @@ async fn run() {
             json!({"p50_ms": p50, "p99_ms": p99}),
         );
     }
-    {
+    if wanted("postgres") {
         let rate = insert_ceiling(&url).await;
         report.add(
             "postgres_insert_commit",
@@ -167,7 +174,7 @@ async fn run() {
             json!({"transactions_per_second": rate}),
         );
     }
-    {
+    if wanted("idle") {
         // A database of its own, so that autovacuum of the tables the measurements above
         // filled does not count as the idle worker's load.
         let idle_url = fresh_database(&server, "caraml_bench_idle").await;
@@ -181,7 +188,7 @@ async fn run() {
         );
     }
 
-    if std::env::var("CARAML_BENCH_SKIP_PEERS").is_err() {
+    if std::env::var("CARAML_BENCH_SKIP_PEERS").is_err() && wanted("peers") {
         peers(&server, &mut report);
     }
 
@@ -332,6 +339,15 @@ async fn drain(store: &Store, prefetch: usize) -> f64 {
     let seconds = started.elapsed().as_secs_f64();
     shutdown.cancel();
     let _ = handle.await;
+    if std::env::var("CARAML_BENCH_DEBUG").is_ok() {
+        for line in caraml_engine::metrics::render(&[]).lines() {
+            if line.starts_with("caraml_claim_duration_seconds_count")
+                || line.starts_with("caraml_claim_duration_seconds_sum")
+            {
+                eprintln!("{line}");
+            }
+        }
+    }
     DRAIN_TASKS as f64 / seconds
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct ClaimedTask {
 
 /// Claims up to `limit` due tasks of `queue` in priority order and starts an attempt of each.
 ///
+/// The picked rows are updated by their tuple ids: they are locked, so the ids are stable
+/// within the statement, and a TID scan costs the same however large the table grows.
+///
 /// The statement commits with `synchronous_commit = off`: if Postgres crashes before the
 /// commit reaches disk, the claim is lost and the task is simply ready again, while the
 /// attempt id fence rejects whatever the lost attempt later reports.
@@ -39,7 +42,7 @@ WITH settings AS (
     SELECT set_config('synchronous_commit', 'off', true)
 ),
 picked AS (
-    SELECT run_id, idx FROM task_runs
+    SELECT ctid FROM task_runs
     WHERE status = 'ready' AND queue = $1 AND run_at <= now()
     ORDER BY priority DESC, run_at
     LIMIT $2
@@ -50,17 +53,16 @@ claimed AS (
     SET status = 'running', attempt = t.attempt + 1, attempt_id = gen_random_uuid(),
         worker_id = $3, lease_expires_at = now() + $4 * interval '1 millisecond',
         started_at = now(), finished_at = NULL
-    FROM picked p JOIN runs r ON r.id = p.run_id
-    WHERE t.run_id = p.run_id AND t.idx = p.idx
+    WHERE t.ctid = ANY (ARRAY(SELECT ctid FROM picked))
     RETURNING t.run_id, t.idx, t.name, t.kind, t.input, t.parents, t.attempt, t.attempt_id,
-              t.attempt_limit, t.max_attempts, t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms,
-              r.input AS run_input
+              t.attempt_limit, t.max_attempts, t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms
 ),
 events AS (
     INSERT INTO events (run_id, task_idx, kind, attempt)
     SELECT run_id, idx, 'task.running', attempt FROM claimed
 )
-SELECT claimed.* FROM claimed, settings";
+SELECT claimed.*, (SELECT input FROM runs WHERE runs.id = claimed.run_id) AS run_input
+FROM claimed, settings";
 
 impl Store {
     pub(crate) async fn claim(
