@@ -71,7 +71,7 @@ impl TaskError {
     }
 }
 
-/// What a task attempt knows about itself and the run around it.
+/// Information a task attempt has about itself and the run around it.
 #[derive(Clone)]
 pub struct TaskContext {
     pub(crate) inner: Arc<ContextInner>,

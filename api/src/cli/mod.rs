@@ -96,7 +96,7 @@ struct UpArgs {
     /// Run an example workflow once started, and show its progress (`flights`).
     #[arg(long)]
     example: Option<String>,
-    /// Where the example writes its results.
+    /// Directory the example writes its results to.
     #[arg(long, default_value = "caraml-output")]
     output_dir: PathBuf,
     /// Exit once the example finishes, with a non-zero status when it failed.

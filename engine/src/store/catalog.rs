@@ -23,7 +23,7 @@ pub struct WorkerRecord {
     pub stopped_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// What a process remembers of the catalog, to keep lookups off the submission path.
+/// Catalog entries a process keeps in memory, to keep lookups off the submission path.
 #[derive(Debug, Default)]
 pub(super) struct Cache {
     kinds: RwLock<HashSet<String>>,

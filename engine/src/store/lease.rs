@@ -8,7 +8,7 @@ use super::Store;
 use super::claim::ClaimedTask;
 use crate::error::Result;
 
-/// What a heartbeat learned about one held attempt.
+/// State of one held attempt, as a heartbeat found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LeaseState {
     /// The lease was renewed.

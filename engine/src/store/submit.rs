@@ -9,10 +9,10 @@ use super::{READY_CHANNEL, Store};
 use crate::error::{Error, Result};
 use crate::spec::{Dag, WorkflowSpec};
 
-/// Longest idempotency key accepted.
+/// Maximum length of an idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
-/// What to run.
+/// Workflow that a submission runs.
 #[derive(Debug, Clone)]
 pub enum Submission {
     /// The latest stored version of a registered workflow.

@@ -122,6 +122,9 @@ pub(super) async fn run_attempt(
         shared.held().remove(&key);
         return None;
     };
+    if let Some(held) = shared.held().get_mut(&key) {
+        held.ended = true;
+    }
     span.in_scope(|| match &outcome {
         Outcome::Succeeded(_) => tracing::debug!("attempt succeeded"),
         Outcome::Failed(err) => tracing::debug!(error = %err, "attempt failed"),
@@ -221,7 +224,7 @@ fn joined_outcome(joined: Result<Result<Value, TaskError>, tokio::task::JoinErro
     }
 }
 
-/// The outcome of an attempt the worker stopped; `None` when it lost its lease.
+/// Returns the outcome of an attempt the worker stopped, or `None` when it lost its lease.
 fn stopped_outcome(shared: &Shared, key: (Uuid, i32)) -> Option<Outcome> {
     let reason = shared.held().get(&key).and_then(|held| held.stop);
     match reason {

@@ -44,11 +44,12 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 LeaseState::RunCancelled => StopReason::RunCancelled,
                 LeaseState::Lost => {
                     // The result may have been written between the snapshot and the
-                    // heartbeat, which also ends the lease: only a still-held attempt lost it.
+                    // heartbeat, which also ends the lease, so only an attempt that is still
+                    // running has lost it.
                     let still_held = shared
                         .held()
                         .get(&(*run_id, *idx))
-                        .is_some_and(|held| held.attempt_id == *attempt_id);
+                        .is_some_and(|held| held.attempt_id == *attempt_id && !held.ended);
                     if !still_held {
                         continue;
                     }
@@ -119,7 +120,7 @@ async fn reap_once(shared: &Shared) -> crate::error::Result<()> {
                 run_id: task.run_id,
                 idx: task.idx,
                 attempt_id: task.attempt_id,
-                // An expired lease says nothing about the task itself, so the retry runs at
+                // An expired lease is no fault of the task itself, so the retry runs at
                 // once instead of after the backoff.
                 decision: match decide(outcome, state, 0.0) {
                     Decision::Retry { error, .. } => Decision::Retry {

@@ -106,7 +106,7 @@ pub struct Worker {
     id: Uuid,
 }
 
-/// Why the worker cancelled a running attempt.
+/// Reason the worker cancelled a running attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StopReason {
     RunCancelled,
@@ -119,6 +119,8 @@ struct Held {
     attempt_id: Uuid,
     cancel: CancellationToken,
     stop: Option<StopReason>,
+    /// Set once the attempt ended and its result went to the writer.
+    ended: bool,
 }
 
 /// State shared by the worker's loops.
@@ -173,7 +175,7 @@ impl Shared {
         self.average_micros.store(updated, Ordering::Relaxed);
     }
 
-    /// How many tasks the claim loop may take now.
+    /// Returns how many tasks the claim loop may take now.
     fn room(&self) -> usize {
         let options = &self.options;
         let short_tasks =
@@ -376,6 +378,7 @@ async fn start_tasks(
                     attempt_id: task.attempt_id,
                     cancel,
                     stop: None,
+                    ended: false,
                 },
             );
         }
