@@ -38,6 +38,8 @@ pub struct LocalCluster {
     port: u16,
     /// The system user the cluster's commands run as, when this process is root.
     run_as: Option<String>,
+    /// Whether this process started the server, rather than finding it running.
+    started_here: bool,
 }
 
 impl LocalCluster {
@@ -63,6 +65,7 @@ impl LocalCluster {
             bin_dir,
             port: 0,
             run_as,
+            started_here: false,
         };
 
         if let Some(port) = cluster.running_port() {
@@ -77,12 +80,19 @@ impl LocalCluster {
             source,
         })?;
         cluster.start_server().await?;
+        cluster.started_here = true;
         Ok(cluster)
     }
 
     /// A connection URL for the cluster's `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Whether [`LocalCluster::start`] started the server; `false` when another process had
+    /// already started it, in which case that process should stop it.
+    pub fn started_here(&self) -> bool {
+        self.started_here
     }
 
     pub fn port(&self) -> u16 {

@@ -598,3 +598,29 @@ async fn cli_follow_exit_codes() {
         list.1
     );
 }
+
+#[tokio::test]
+async fn spec_cannot_take_rust_workflow_name() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .post("/v1/runs", json!({"spec": sleep_spec("flights", 0.0)}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("defined in Rust")
+    );
+    let (_, workflows) = server.get("/v1/workflows").await;
+    let flights = workflows["workflows"]
+        .as_array()
+        .expect("workflows")
+        .iter()
+        .find(|w| w["name"] == "flights")
+        .expect("flights is listed");
+    assert_eq!(
+        flights["source"], "rust",
+        "the Rust workflow stays the latest version"
+    );
+}

@@ -43,10 +43,10 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
             let submitted = api.call(Method::POST, "/v1/runs", Some(body)).await?;
             let id = submitted["id"].as_str().unwrap_or_default().to_owned();
             if !follow_run {
-                println!("{}", pretty(&submitted));
+                say!("{}", pretty(&submitted));
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("run {id} submitted");
+            say!("run {id} submitted");
             let run = follow::follow(|| api.get_run(&id)).await?;
             follow::print_result(&run);
             Ok(if run.status == "succeeded" {
@@ -80,7 +80,7 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
                 .call(Method::GET, &format!("/v1/runs?{}", query.join("&")), None)
                 .await?;
             for run in page["runs"].as_array().into_iter().flatten() {
-                println!(
+                say!(
                     "{}  {:<10} {:<24} {}/{} tasks  created {}",
                     run["id"].as_str().unwrap_or_default(),
                     run["status"].as_str().unwrap_or_default(),
@@ -91,7 +91,7 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
                 );
             }
             if let Some(cursor) = page["next_cursor"].as_str() {
-                println!("more: --cursor {cursor}");
+                say!("more: --cursor {cursor}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -111,7 +111,7 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
                 )
                 .await?;
             for event in events["events"].as_array().into_iter().flatten() {
-                println!(
+                say!(
                     "{}  {:<16} {:<24} {}",
                     event["at"].as_str().unwrap_or_default(),
                     event["kind"].as_str().unwrap_or_default(),
@@ -129,13 +129,13 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
 
 async fn print_call(client: &ClientArgs, method: Method, path: &str) -> Result<ExitCode, String> {
     let api = Api::new(client)?;
-    println!("{}", pretty(&api.call(method, path, None).await?));
+    say!("{}", pretty(&api.call(method, path, None).await?));
     Ok(ExitCode::SUCCESS)
 }
 
 async fn print_post(client: &ClientArgs, path: &str) -> Result<ExitCode, String> {
     let api = Api::new(client)?;
-    println!(
+    say!(
         "{}",
         pretty(&api.call(Method::POST, path, Some(json!({}))).await?)
     );

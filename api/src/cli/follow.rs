@@ -59,7 +59,7 @@ where
                 run.id, done, run.tasks_total
             );
             if line != last_line {
-                println!("{line}");
+                say!("{line}");
                 last_line = line;
             }
         }
@@ -77,12 +77,14 @@ where
 /// tasks nothing depends on.
 pub(crate) fn print_result(run: &RunView) {
     let tasks = run.tasks.as_deref().unwrap_or_default();
-    println!(
+    say!(
         "run {} {} in workflow `{}`",
-        run.id, run.status, run.workflow
+        run.id,
+        run.status,
+        run.workflow
     );
     for task in tasks.iter().filter(|t| t.status == "failed") {
-        println!(
+        say!(
             "  task `{}` failed: {}",
             task.name,
             task.error.as_deref().unwrap_or("no error recorded")
@@ -94,7 +96,7 @@ pub(crate) fn print_result(run: &RunView) {
             .any(|other| other.depends_on.contains(&task.name));
         if is_leaf && let Some(output) = &task.output {
             let text = serde_json::to_string_pretty(output).unwrap_or_default();
-            println!("  output of `{}`:\n{}", task.name, indent(&text));
+            say!("  output of `{}`:\n{}", task.name, indent(&text));
         }
     }
 }

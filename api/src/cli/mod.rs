@@ -1,5 +1,13 @@
 //! The `caraml` command line: servers and workers, and a client of the HTTP API.
 
+/// Prints a line to standard output; a closed pipe (as with `caraml run list | head`) ends
+/// the process quietly instead of panicking like `println!`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
 mod client;
 mod follow;
 mod serve;
@@ -206,6 +214,14 @@ pub fn main(registry: Registry) -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").is_err() {
+        std::process::exit(0);
     }
 }
 

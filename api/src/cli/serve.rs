@@ -32,7 +32,7 @@ fn require_url(args: &DatabaseArgs) -> Result<String, String> {
 
 pub(super) async fn migrate(args: DatabaseArgs) -> Result<ExitCode, String> {
     connect(&require_url(&args)?).await?;
-    println!("migrations applied");
+    say!("migrations applied");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,7 +71,7 @@ pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, Str
             let cluster = LocalCluster::start(&dir)
                 .await
                 .map_err(|err| err.to_string())?;
-            println!(
+            say!(
                 "PostgreSQL: private cluster in {} on 127.0.0.1:{} (set DATABASE_URL to use another database)",
                 cluster.data_dir().display(),
                 cluster.port()
@@ -80,7 +80,8 @@ pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, Str
         }
     };
     let result = up_with(&url, args, registry).await;
-    if let Some(cluster) = cluster
+    // A cluster that another `caraml up` started keeps running for that process.
+    if let Some(cluster) = cluster.filter(|cluster| cluster.started_here())
         && let Err(err) = cluster.stop().await
     {
         eprintln!("warning: could not stop the private PostgreSQL cluster: {err}");
@@ -105,7 +106,7 @@ async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode
     ));
     let worker =
         tokio::spawn(build_worker(store.clone(), registry, &args.worker)?.run(shutdown.clone()));
-    println!("API: http://{address}/v1/runs (stop with Ctrl-C)");
+    say!("API: http://{address}/v1/runs (stop with Ctrl-C)");
 
     let mut code = ExitCode::SUCCESS;
     if let Some(example) = &args.example {
@@ -143,7 +144,7 @@ async fn run_example(store: &Store, example: &str, args: &UpArgs) -> Result<Exit
             }
             other => other.to_string(),
         })?;
-    println!("example `{example}`: run {} submitted", submitted.id);
+    say!("example `{example}`: run {} submitted", submitted.id);
     let run = follow::follow(|| async {
         store
             .get_run(submitted.id)
@@ -153,7 +154,7 @@ async fn run_example(store: &Store, example: &str, args: &UpArgs) -> Result<Exit
     .await?;
     follow::print_result(&run);
     if run.status == "succeeded" {
-        println!("results are in {}", output_dir.display());
+        say!("results are in {}", output_dir.display());
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)

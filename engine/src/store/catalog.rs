@@ -83,7 +83,8 @@ impl Store {
     }
 
     /// Stores a workflow version and returns its version string, a hash of the spec: storing
-    /// the same spec twice keeps one version.
+    /// the same spec twice keeps one version. A worker registering a Rust workflow makes its
+    /// version the latest again, and a spec may not take the name of a Rust workflow.
     pub async fn store_workflow(&self, spec: &WorkflowSpec, source: &str) -> Result<String> {
         let document = serde_json::to_value(spec).map_err(|err| {
             Error::InvalidInput(format!(
@@ -102,9 +103,24 @@ impl Store {
         {
             return Ok(version);
         }
+        if source == "spec" {
+            let defined_in_code: Option<(String,)> = sqlx::query_as(
+                "SELECT name FROM workflows WHERE name = $1 AND source = 'rust' LIMIT 1",
+            )
+            .bind(&spec.name)
+            .fetch_optional(&self.pool)
+            .await?;
+            if defined_in_code.is_some() {
+                return Err(Error::Conflict(format!(
+                    "workflow `{}` is defined in Rust by a worker; give the spec another name, or submit {{\"workflow\": \"{}\"}} to run the registered one",
+                    spec.name, spec.name
+                )));
+            }
+        }
         sqlx::query(
             "INSERT INTO workflows (name, version, spec, source) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name, version) DO NOTHING",
+             ON CONFLICT (name, version) DO UPDATE SET created_at = now()
+             WHERE workflows.source = 'rust'",
         )
         .bind(&spec.name)
         .bind(&version)

@@ -33,22 +33,37 @@ impl Store {
         let run_ids: Vec<Uuid> = held.iter().map(|h| h.0).collect();
         let idxs: Vec<i32> = held.iter().map(|h| h.1).collect();
         let attempt_ids: Vec<Uuid> = held.iter().map(|h| h.2).collect();
-        let rows: Vec<(Uuid, i32, bool)> = sqlx::query_as(
+        // Rows locked by a result being written are skipped rather than waited for: waiting
+        // could deadlock with that transaction, and its write ends the lease anyway.
+        let rows: Vec<(Uuid, i32, Option<bool>)> = sqlx::query_as(
             "WITH settings AS (
                 SELECT set_config('synchronous_commit', 'off', true)
             ),
             worker AS (
                 UPDATE workers SET heartbeat_at = now() WHERE id = $4
             ),
+            held AS (
+                SELECT t.ctid, t.run_id, t.idx
+                FROM unnest($1::uuid[], $2::int4[], $3::uuid[]) AS c(run_id, idx, attempt_id)
+                JOIN task_runs t ON t.run_id = c.run_id AND t.idx = c.idx
+                WHERE t.attempt_id = c.attempt_id AND t.status = 'running'
+                  AND t.lease_expires_at > now()
+            ),
+            locked AS (
+                SELECT t.ctid FROM task_runs t
+                WHERE t.ctid = ANY (ARRAY(SELECT ctid FROM held))
+                FOR UPDATE SKIP LOCKED
+            ),
             renewed AS (
                 UPDATE task_runs t SET lease_expires_at = now() + $5 * interval '1 millisecond'
-                FROM unnest($1::uuid[], $2::int4[], $3::uuid[]) AS c(run_id, idx, attempt_id)
-                WHERE t.run_id = c.run_id AND t.idx = c.idx AND t.attempt_id = c.attempt_id
-                  AND t.status = 'running' AND t.lease_expires_at > now()
+                WHERE t.ctid = ANY (ARRAY(SELECT ctid FROM locked))
                 RETURNING t.run_id, t.idx
             )
-            SELECT renewed.run_id, renewed.idx, r.status = 'cancelled'
-            FROM renewed JOIN runs r ON r.id = renewed.run_id, settings",
+            SELECT held.run_id, held.idx,
+                   (SELECT r.status = 'cancelled' FROM runs r WHERE r.id = held.run_id)
+                     AND EXISTS (SELECT 1 FROM renewed WHERE renewed.run_id = held.run_id
+                                                      AND renewed.idx = held.idx)
+            FROM held, settings",
         )
         .bind(&run_ids)
         .bind(&idxs)
@@ -61,7 +76,7 @@ impl Store {
             .iter()
             .map(|(run_id, idx, _)| {
                 match rows.iter().find(|row| row.0 == *run_id && row.1 == *idx) {
-                    Some((_, _, true)) => LeaseState::RunCancelled,
+                    Some((_, _, Some(true))) => LeaseState::RunCancelled,
                     Some(_) => LeaseState::Renewed,
                     None => LeaseState::Lost,
                 }
