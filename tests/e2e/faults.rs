@@ -88,13 +88,7 @@ async fn killed_worker_tasks_rescued_after_lease() {
     let survivor = test.spawn_worker().await;
     test.submit().await;
 
-    let victim_id = test.worker_id(victim);
-    test.wait_progress(
-        &format!("the victim to hold {KILL_WHEN_HOLDING} running tasks after 100 successes"),
-        |p| p.succeeded >= 100 && p.held_by(victim_id) >= KILL_WHEN_HOLDING,
-    )
-    .await;
-    let kill = test.kill_worker(victim).await;
+    let kill = test.kill_busy_worker(victim).await;
 
     test.wait_for_success().await;
     test.assert_each_task_succeeded_once().await;
@@ -297,13 +291,7 @@ async fn default_lease_reruns_within_30_seconds() {
     test.spawn_worker().await;
     test.submit().await;
 
-    let victim_id = test.worker_id(victim);
-    test.wait_progress(
-        &format!("the victim to hold {KILL_WHEN_HOLDING} running tasks after 100 successes"),
-        |p| p.succeeded >= 100 && p.held_by(victim_id) >= KILL_WHEN_HOLDING,
-    )
-    .await;
-    let kill = test.kill_worker(victim).await;
+    let kill = test.kill_busy_worker(victim).await;
 
     test.wait_for_success().await;
     test.assert_each_task_succeeded_once().await;
@@ -601,6 +589,18 @@ impl FaultTest {
         .await;
         self.workers[label].id = id;
         label
+    }
+
+    /// Waits until worker `label` holds enough running tasks for a kill to interrupt work
+    /// mid-task, then kills it.
+    async fn kill_busy_worker(&mut self, label: usize) -> Kill {
+        let worker_id = self.worker_id(label);
+        self.wait_progress(
+            &format!("the victim to hold {KILL_WHEN_HOLDING} running tasks after 100 successes"),
+            |p| p.succeeded >= 100 && p.held_by(worker_id) >= KILL_WHEN_HOLDING,
+        )
+        .await;
+        self.kill_worker(label).await
     }
 
     /// Kills a worker with SIGKILL and reaps it, then reads the attempts it left `running`.

@@ -109,13 +109,8 @@ type TaskRow = (
 impl Store {
     /// Returns a run with its tasks in spec order.
     pub async fn get_run(&self, run_id: Uuid) -> Result<RunView> {
-        let mut run: RunView = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
-        )))
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::run_not_found(run_id))?;
+        let mut run = self.run_summary(run_id).await?;
+
         let rows: Vec<TaskRow> = sqlx::query_as(
             "SELECT idx, name, kind, status, parents, queue, attempt, started_at, finished_at,
                     run_at, error, output

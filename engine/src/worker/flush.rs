@@ -1,6 +1,7 @@
 //! Writing attempt results in batches: whatever ended while the previous batch was being
 //! written goes into the next transaction.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,9 +91,9 @@ async fn write(shared: &Shared, finished: Vec<Finished>) {
 
 /// Updates the counters and logs results that were rejected as stale.
 fn record(shared: &Shared, batch: &[Finished], accepted: &[(uuid::Uuid, i32)]) {
+    let accepted: HashSet<&(uuid::Uuid, i32)> = accepted.iter().collect();
     for item in batch {
-        let was_accepted = accepted.contains(&(item.run_id, item.idx));
-        if !was_accepted {
+        if !accepted.contains(&(item.run_id, item.idx)) {
             metrics::STALE_REJECTED.add(1);
             tracing::warn!(
                 worker.id = %shared.worker_id,
