@@ -19,7 +19,7 @@ pub enum Error {
     #[error(transparent)]
     InvalidSpec(#[from] SpecError),
 
-    /// A value in the request is invalid; the message names it and says how to fix it.
+    /// A value in the request is invalid. The message names it and how to fix it.
     #[error("{0}")]
     InvalidInput(String),
 

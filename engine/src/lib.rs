@@ -3,7 +3,7 @@
 //! Workflows are DAGs of tasks. A run of a workflow lives in PostgreSQL and nowhere else:
 //! workers claim ready tasks, hold a lease on each attempt that they renew by heartbeat, and
 //! write each result in a transaction that also unblocks downstream tasks. A worker may die
-//! at any instruction; its attempts are rescued when their leases lapse, and the attempt id
+//! at any instruction. Its attempts are rescued when their leases lapse, and the attempt id
 //! fence rejects anything a dead attempt reports late. Execution is at least once.
 //!
 //! - Define tasks with [`Task`] and workflows with [`WorkflowBuilder`], or write a

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::process::Command;
 
-/// Why a private cluster could not be started or stopped.
+/// Error starting or stopping a private cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
@@ -43,7 +43,7 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts the cluster in `data_dir`, creating it first when the directory holds none.
+    /// Starts the cluster in `data_dir`, creating it first when the directory contains none.
     /// A cluster that is already running there is reused.
     pub async fn start(data_dir: &Path) -> Result<Self, ClusterError> {
         let bin_dir = find_binaries().ok_or(ClusterError::BinariesNotFound)?;
@@ -84,7 +84,7 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    /// A connection URL for the cluster's `postgres` database.
+    /// Returns a connection URL for the cluster's `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
@@ -201,7 +201,7 @@ impl LocalCluster {
 
     /// Returns the port of a server already running in the data directory.
     fn running_port(&self) -> Option<u16> {
-        // postmaster.pid holds the pid on line 1 and the port on line 4.
+        // postmaster.pid contains the pid on line 1 and the port on line 4.
         let pid_file = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
         let mut lines = pid_file.lines();
         let pid: i32 = lines.next()?.trim().parse().ok()?;

@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use crate::task::{ErrorKind, TaskError};
 
-/// Largest output stored inline with a task: larger outputs are rejected with an error that
-/// says to write them to a file and return its path.
+/// Maximum size of an output stored inline with a task. A larger output fails the task with
+/// an error that tells it to write the data to a file and return its path.
 pub const MAX_INLINE_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
 
-/// How an attempt ended, as the worker saw it.
+/// Outcome of an attempt, as the worker saw it.
 #[derive(Debug)]
 pub(crate) enum Outcome {
     Succeeded(Value),
@@ -27,7 +27,7 @@ pub(crate) enum Outcome {
     LeaseExpired,
 }
 
-/// What the store does with a finished attempt.
+/// Action the store takes for a finished attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Decision {
     Succeed(Value),
@@ -102,8 +102,8 @@ pub(crate) fn backoff(state: AttemptState, tries_in_round: u32, jitter: f64) -> 
 }
 
 fn check_output_size(output: Value) -> Decision {
-    // Serializing once here costs one extra pass over the output; outputs are small in the
-    // common case and this keeps oversized rows out of the table.
+    // Serializing here costs one extra pass over the output. Outputs are small in the
+    // common case, and the check keeps oversized rows out of the table.
     let size = serde_json::to_vec(&output).map_or(0, |bytes| bytes.len());
     if size > MAX_INLINE_OUTPUT_BYTES {
         return Decision::Fail {
@@ -177,7 +177,14 @@ mod tests {
     #[test]
     fn jitter_adds_at_most_a_quarter() {
         let delay = backoff(state(1, 3), 1, 0.999);
-        assert!(delay > Duration::from_millis(1200) && delay <= Duration::from_millis(1250));
+        assert!(
+            delay > Duration::from_millis(1200),
+            "{delay:?} includes jitter"
+        );
+        assert!(
+            delay <= Duration::from_millis(1250),
+            "{delay:?} adds at most 25%"
+        );
     }
 
     #[test]

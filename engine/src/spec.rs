@@ -14,7 +14,7 @@ use serde_json::Value;
 /// Largest DAG a single run may hold.
 pub const MAX_TASKS: usize = 100_000;
 
-/// Longest per-attempt timeout a spec may set: one week.
+/// Maximum per-attempt timeout a spec may set: one week.
 const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 /// Most attempts a retry policy may allow.
@@ -165,7 +165,7 @@ impl WorkflowSpec {
 
     /// Checks the spec and orders it into a DAG.
     ///
-    /// `known_kind` says whether a task kind can run on some worker.
+    /// `known_kind` returns whether a task kind can run on some worker.
     pub fn compile(&self, known_kind: &dyn Fn(&str) -> bool) -> Result<Dag, SpecError> {
         let mut problems = Vec::new();
         check_workflow_fields(self, &mut problems);

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// A unit of work that the engine runs as one node of a DAG.
 ///
-/// `Input` is decoded from the node's `input` in the workflow; a node without one decodes
+/// `Input` is decoded from the node's `input` in the workflow. A node without one decodes
 /// from JSON `null`, so `()` or an `Option` fits tasks that take none. Outputs of upstream
 /// nodes and the run's input come through the [`TaskContext`].
 ///
@@ -134,19 +134,19 @@ impl TaskContext {
         &self.inner.kind
     }
 
-    /// The attempt number, counting from 1.
+    /// Returns the attempt number, counting from 1.
     pub fn attempt(&self) -> u32 {
         self.inner.attempt
     }
 
-    /// The unique id of this attempt; the engine accepts results only from the attempt that
-    /// holds the task's lease.
+    /// Returns the unique id of this attempt. The engine accepts results only from the
+    /// attempt that has the task's lease.
     pub fn attempt_id(&self) -> Uuid {
         self.inner.attempt_id
     }
 
-    /// A key that is the same for every attempt of this task in this run, for making side
-    /// effects safe to repeat (`{run id}/{task name}`).
+    /// Returns a key that is the same for every attempt of this task in this run, for making
+    /// side effects safe to repeat (`{run id}/{task name}`).
     pub fn idempotency_key(&self) -> String {
         format!("{}/{}", self.inner.run_id, self.inner.task_name)
     }
@@ -160,7 +160,7 @@ impl TaskContext {
         self.inner.cancel.is_cancelled()
     }
 
-    /// The input the run was submitted with.
+    /// Returns the input the run was submitted with.
     pub fn run_input(&self) -> &Value {
         &self.inner.run_input
     }
@@ -175,7 +175,7 @@ impl TaskContext {
         })
     }
 
-    /// The outputs of the upstream nodes, by node name.
+    /// Returns the outputs of the upstream nodes, by node name.
     pub fn upstream(&self) -> &HashMap<String, Value> {
         &self.inner.upstream
     }
@@ -199,7 +199,7 @@ impl TaskContext {
         })
     }
 
-    /// A logger whose records carry the run, task and attempt ids.
+    /// Returns a logger whose records carry the run, task and attempt ids.
     pub fn logger(&self) -> TaskLogger {
         TaskLogger {
             span: tracing::info_span!(

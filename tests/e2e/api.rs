@@ -1,7 +1,7 @@
 //! The HTTP API and the command line, with a worker in this process.
 //!
 //! Guarantees checked here:
-//! - every spec validation error answers 422 with the offending names, and stores nothing;
+//! - every spec validation error returns 422 with the offending names, and stores nothing;
 //! - malformed, oversized and ambiguous requests get a 4xx with a JSON error;
 //! - identical submissions with one idempotency key return one run;
 //! - cancel, retry, events, lists with cursors and the probes behave as documented;

@@ -1,6 +1,6 @@
 //! Errors of the HTTP API, mapped to status codes in one place.
 //!
-//! Clients get a specific message for what they can fix (the value and the fix); server
+//! Clients get a specific message for what they can fix, with the value and the fix. Server
 //! faults are logged in full and shown as a generic message with a request id to quote.
 
 use axum::Json;

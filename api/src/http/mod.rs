@@ -26,7 +26,7 @@ pub(crate) fn body_limit() -> usize {
     BODY_LIMIT.load(Ordering::Relaxed)
 }
 
-/// What every handler can reach.
+/// State shared by every handler.
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) store: Store,

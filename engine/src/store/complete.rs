@@ -23,7 +23,7 @@ pub(crate) struct Finished {
     pub(crate) decision: Decision,
 }
 
-/// Which attempts may apply a decision.
+/// Condition an attempt must meet for its decision to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fence {
     /// The attempt's own worker, while its lease is live.
@@ -45,7 +45,7 @@ impl Fence {
     }
 }
 
-/// What applying a batch changed.
+/// Changes made by applying a batch.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
     /// Attempts whose decision was applied; the others were stale and rejected.

@@ -6,8 +6,8 @@ use super::{CANCEL_CHANNEL, READY_CHANNEL, Store};
 use crate::error::{Error, Result};
 
 impl Store {
-    /// Cancels a run: tasks that have not started are cancelled now, running attempts are
-    /// told through their cancellation token. Cancelling a cancelled run changes nothing.
+    /// Cancels a run: tasks that have not started are cancelled now, and running attempts
+    /// are cancelled through their cancellation token. Cancelling a cancelled run changes nothing.
     pub async fn cancel_run(&self, run_id: Uuid) -> Result<String> {
         let mut tx = self.pool.begin().await?;
         let status: Option<(String,)> =

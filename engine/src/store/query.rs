@@ -72,8 +72,8 @@ pub struct WorkflowView {
     pub spec: Value,
 }
 
-/// Which runs to list. Pages go from newest to oldest; `before` is the `next_cursor` of the
-/// previous page.
+/// Filter for listing runs. Pages go from newest to oldest, and `before` is the
+/// `next_cursor` of the previous page.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub status: Option<String>,

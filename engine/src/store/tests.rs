@@ -2,7 +2,7 @@
 //!
 //! Guarantees checked here:
 //! - a result from an attempt whose lease lapsed is rejected, never applied;
-//! - once the reaper has ended that attempt and a new one holds the task, the old attempt's
+//! - once the reaper has ended that attempt and a new one has the task, the old attempt's
 //!   late result is rejected again, and the new attempt's result is the one stored;
 //! - the task ends with exactly one `task.succeeded` event.
 

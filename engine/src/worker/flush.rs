@@ -113,7 +113,7 @@ fn record(shared: &Shared, batch: &[Finished], accepted: &[(uuid::Uuid, i32)]) {
     }
 }
 
-/// Whether Postgres rejected the statement because of a value in it (SQLSTATE class 22),
+/// Returns whether Postgres rejected the statement because of a value in it (SQLSTATE class 22),
 /// as opposed to a connection or server fault that a retry can outlast.
 fn is_data_error(err: &Error) -> bool {
     match err {

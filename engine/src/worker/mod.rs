@@ -145,7 +145,7 @@ struct Shared {
 
 impl Shared {
     fn held(&self) -> MutexGuard<'_, HashMap<(Uuid, i32), Held>> {
-        // A poisoned lock means a loop panicked while holding it; the map itself is still
+        // A poisoned lock means a loop panicked while holding it. The map is still
         // consistent, because every critical section only inserts or removes whole entries.
         self.held
             .lock()
@@ -393,9 +393,11 @@ async fn start_tasks(
         tokio::spawn(async move {
             let completed = execute::run_attempt(&shared, task, cancel, &context).await;
             if let Some(completed) = completed {
-                // The receiver lives until every sender is dropped, so this cannot fail
-                // while the worker runs.
-                let _ = outcomes.send(completed);
+                // The writer receives until every sender is dropped, so a send fails only
+                // after the writer panicked. The task is then rescued when its lease lapses.
+                if outcomes.send(completed).is_err() {
+                    tracing::error!(worker.id = %shared.worker_id, "the result writer has stopped; the result is dropped and the task will be rescued");
+                }
             }
         });
     }

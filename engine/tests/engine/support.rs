@@ -130,7 +130,7 @@ impl Harness {
         }
     }
 
-    /// The run's events as (kind, task name) in order.
+    /// Returns the run's events as (kind, task name) in order.
     pub(crate) async fn event_order(&self, run_id: Uuid) -> Vec<(String, Option<String>)> {
         self.store
             .run_events(run_id, 0, 10_000)
