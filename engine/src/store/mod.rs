@@ -15,6 +15,7 @@ mod catalog;
 mod claim;
 mod complete;
 mod control;
+mod eager;
 mod lease;
 mod query;
 mod submit;
@@ -30,6 +31,7 @@ use std::time::Duration;
 pub use catalog::WorkerRecord;
 pub(crate) use claim::ClaimedTask;
 pub(crate) use complete::{Fence, Finished};
+pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
 pub use query::{
     EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView, WorkflowView,
@@ -52,6 +54,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 pub struct Store {
     pool: PgPool,
     cache: Arc<catalog::Cache>,
+    local_ready: Arc<tokio::sync::Notify>,
+    local_workers: Arc<eager::LocalWorkers>,
 }
 
 impl Store {
@@ -59,6 +63,8 @@ impl Store {
         Self {
             pool,
             cache: Arc::default(),
+            local_ready: Arc::default(),
+            local_workers: Arc::default(),
         }
     }
 
@@ -76,6 +82,18 @@ impl Store {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Registers a worker of this process for eager dispatch.
+    pub(crate) fn register_local_worker(&self, registration: Registration) {
+        self.local_workers.register(registration);
+    }
+
+    /// Completes when a run submitted through this handle, or a clone of it, has tasks ready
+    /// now. Workers in the same process wait on it as well as on `LISTEN/NOTIFY`, which saves
+    /// them the notification's trip through the database.
+    pub(crate) async fn local_ready(&self) {
+        self.local_ready.notified().await;
     }
 
     /// Applies pending migrations. sqlx holds a Postgres advisory lock while it migrates, so

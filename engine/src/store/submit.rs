@@ -5,6 +5,7 @@ use serde_json::Value;
 use std::collections::HashSet;
 use uuid::Uuid;
 
+use super::claim::ClaimedTask;
 use super::{READY_CHANNEL, Store};
 use crate::error::{Error, Result};
 use crate::spec::{Dag, WorkflowSpec};
@@ -95,7 +96,25 @@ impl Store {
             .filter(|node| node.parents.is_empty())
             .map(|node| node.queue.as_str())
             .collect();
-        let ready_queues: Vec<&str> = ready_queues.into_iter().collect();
+        let mut ready_queues: Vec<&str> = ready_queues.into_iter().collect();
+
+        // A single root task may start at once on an idle worker of this process.
+        let mut roots = dag
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.parents.is_empty());
+        let eager = match (roots.next(), roots.next()) {
+            (Some((idx, root)), None) => self
+                .local_workers
+                .pick(&root.queue)
+                .map(|pick| (idx, root, pick)),
+            _ => None,
+        };
+        if eager.is_some() {
+            ready_queues.clear();
+        }
+        let eager_idx = eager.as_ref().map_or(-1, |(idx, _, _)| *idx as i32);
 
         // One statement, so the run, its tasks, its first event and the wake-up of workers
         // commit together in a single round trip. ON CONFLICT waits for a concurrent insert
@@ -111,10 +130,18 @@ impl Store {
             tasks AS (
                 INSERT INTO task_runs (run_id, idx, name, kind, status, queue, priority, pending_parents,
                                        parents, children, input, max_attempts, initial_backoff_ms,
-                                       max_backoff_ms, timeout_ms, attempt_limit)
-                SELECT $1, t.idx, t.name, t.kind, t.status, t.queue, t.priority, t.pending,
+                                       max_backoff_ms, timeout_ms, attempt_limit, attempt,
+                                       attempt_id, worker_id, lease_expires_at, started_at)
+                SELECT $1, t.idx, t.name, t.kind,
+                       CASE WHEN t.idx = $23 THEN 'running' ELSE t.status END,
+                       t.queue, t.priority, t.pending,
                        t.parents::int4[], t.children::int4[], t.input, t.max_attempts,
-                       t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms, t.max_attempts
+                       t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms, t.max_attempts,
+                       CASE WHEN t.idx = $23 THEN 1 ELSE 0 END,
+                       CASE WHEN t.idx = $23 THEN $24::uuid END,
+                       CASE WHEN t.idx = $23 THEN $25::uuid END,
+                       CASE WHEN t.idx = $23 THEN now() + $26 * interval '1 millisecond' END,
+                       CASE WHEN t.idx = $23 THEN now() END
                 FROM unnest($7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                             $13::int4[], $14::text[], $15::text[], $16::jsonb[], $17::int4[], $18::int4[],
                             $19::int4[], $20::int4[])
@@ -123,7 +150,10 @@ impl Store {
                 WHERE EXISTS (SELECT 1 FROM run)
             ),
             event AS (
-                INSERT INTO events (run_id, kind) SELECT id, 'run.queued' FROM run
+                INSERT INTO events (run_id, kind, task_idx, attempt)
+                SELECT id, 'run.queued', NULL::int4, NULL::int4 FROM run
+                UNION ALL
+                SELECT id, 'task.running', $23, 1 FROM run WHERE $23 >= 0
             ),
             woken AS (
                 SELECT count(pg_notify($21, queue)) AS queues
@@ -154,6 +184,10 @@ impl Store {
         .bind(&columns.timeout_ms)
         .bind(READY_CHANNEL)
         .bind(&ready_queues)
+        .bind(eager_idx)
+        .bind(eager.as_ref().map(|(_, _, pick)| pick.attempt_id))
+        .bind(eager.as_ref().map(|(_, _, pick)| pick.worker_id))
+        .bind(eager.as_ref().map_or(0.0, |(_, _, pick)| pick.lease.as_millis() as f64))
         .fetch_optional(&self.pool)
         .await?;
         if inserted.is_none() {
@@ -166,6 +200,30 @@ impl Store {
                 )));
         }
 
+        if !ready_queues.is_empty() {
+            self.local_ready.notify_waiters();
+        }
+        if let Some((idx, root, pick)) = eager {
+            let task = ClaimedTask {
+                run_id,
+                idx: idx as i32,
+                name: root.name.clone(),
+                kind: root.kind.clone(),
+                input: root.input.clone(),
+                parents: Vec::new(),
+                attempt: 1,
+                attempt_id: pick.attempt_id,
+                attempt_limit: columns.max_attempts[idx],
+                max_attempts: columns.max_attempts[idx],
+                initial_backoff_ms: columns.initial_backoff_ms[idx],
+                max_backoff_ms: columns.max_backoff_ms[idx],
+                timeout_ms: columns.timeout_ms[idx],
+                run_input: input,
+            };
+            if pick.tasks.send(task).is_err() {
+                tracing::warn!(run.id = %run_id, worker.id = %pick.worker_id, "the worker picked for eager dispatch stopped; the task runs once its lease lapses");
+            }
+        }
         tracing::debug!(run.id = %run_id, workflow = %dag.name, tasks = dag.nodes.len(), "run submitted");
         Ok(Submitted {
             id: run_id,

@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::metrics;
 use crate::registry::Registry;
 use crate::spec::DEFAULT_QUEUE;
-use crate::store::{ClaimedTask, Store, WorkerRecord};
+use crate::store::{ClaimedTask, LocalWorker, Registration, Store, WorkerRecord};
 
 /// Average attempt duration below which a worker claims ahead of its free slots.
 pub const PREFETCH_BELOW: Duration = Duration::from_millis(10);
@@ -49,6 +49,9 @@ pub struct WorkerOptions {
     /// How long running tasks may take to stop after shutdown or cancellation before they
     /// are abandoned.
     pub grace: Duration,
+    /// Whether runs submitted through the same [`Store`] in this process may start their
+    /// single root task on this worker directly while it is idle, skipping the claim.
+    pub eager: bool,
 }
 
 impl Default for WorkerOptions {
@@ -63,6 +66,7 @@ impl Default for WorkerOptions {
             poll_interval: Duration::from_secs(2),
             max_batch: 500,
             grace: Duration::from_secs(10),
+            eager: true,
         }
     }
 }
@@ -243,8 +247,25 @@ impl Worker {
         let heartbeat = tokio::spawn(leases::heartbeat(Arc::clone(&shared), background.clone()));
         let reaper = tokio::spawn(leases::reap(Arc::clone(&shared), background.clone()));
         let flusher = tokio::spawn(flush::run(Arc::clone(&shared), outcomes_rx));
+        let eager = shared.options.eager.then(|| {
+            let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
+            let as_local: Arc<dyn LocalWorker> = Arc::clone(&shared) as Arc<dyn LocalWorker>;
+            shared.store.register_local_worker(Registration {
+                worker: Arc::downgrade(&as_local),
+                tasks: tasks_tx,
+            });
+            tokio::spawn(receive_eager(
+                Arc::clone(&shared),
+                tasks_rx,
+                outcomes_tx.clone(),
+                shutdown.clone(),
+            ))
+        });
 
         claim_loop(&shared, &outcomes_tx, &shutdown).await;
+        if let Some(eager) = eager {
+            let _ = eager.await;
+        }
 
         // Give running attempts the grace period, then stop them; their outcomes release
         // the tasks back to the queue.
@@ -285,6 +306,42 @@ impl Worker {
                 stopped_at: None,
             })
             .await
+    }
+}
+
+impl LocalWorker for Shared {
+    fn id(&self) -> Uuid {
+        self.worker_id
+    }
+
+    fn queue(&self) -> &str {
+        &self.options.queue
+    }
+
+    fn lease(&self) -> Duration {
+        self.options.lease
+    }
+
+    fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) < self.options.slots
+    }
+}
+
+/// Starts tasks that submissions in this process dispatched to this worker, until shutdown.
+async fn receive_eager(
+    shared: Arc<Shared>,
+    mut tasks: mpsc::UnboundedReceiver<ClaimedTask>,
+    outcomes: mpsc::UnboundedSender<execute::Completed>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let task = tokio::select! {
+            task = tasks.recv() => task,
+            () = shutdown.cancelled() => None,
+        };
+        let Some(task) = task else { return };
+        metrics::CLAIMED.add(1);
+        start_tasks(&shared, vec![task], &outcomes).await;
     }
 }
 
@@ -348,6 +405,7 @@ async fn claim_loop(
         }
         tokio::select! {
             () = shared.wake.notified() => {}
+            () = shared.store.local_ready() => {}
             () = tokio::time::sleep(wait) => {
                 let mut due = shared.next_due.lock().unwrap_or_else(|p| p.into_inner());
                 if due.is_some_and(|at| at <= Instant::now()) {

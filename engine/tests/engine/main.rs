@@ -336,3 +336,43 @@ async fn oversized_output_fails_clearly() {
         b.error
     );
 }
+
+#[tokio::test]
+async fn single_root_dispatched_eagerly() {
+    let harness = Harness::start().await;
+    // The worker registers for eager dispatch when it starts; wait until it is idle and
+    // registered by submitting a first run.
+    let first = submit(
+        &harness.store,
+        spec(json!({"name": "warm", "tasks": [{"name": "t", "kind": "test.echo"}]})),
+        Value::Null,
+    )
+    .await;
+    harness.wait(first).await;
+
+    let run_id = submit(
+        &harness.store,
+        spec(json!({"name": "eager", "tasks": [{"name": "t", "kind": "test.echo"}]})),
+        Value::Null,
+    )
+    .await;
+    let run = harness.wait(run_id).await;
+    assert_eq!(run.status, "succeeded");
+    let events = harness
+        .store
+        .run_events(run_id, 0, 100)
+        .await
+        .expect("events");
+    let queued = events
+        .iter()
+        .find(|e| e.kind == "run.queued")
+        .expect("run.queued");
+    let running = events
+        .iter()
+        .find(|e| e.kind == "task.running")
+        .expect("task.running");
+    assert_eq!(
+        queued.at, running.at,
+        "the task was claimed in the submitting transaction"
+    );
+}
