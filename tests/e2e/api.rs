@@ -624,3 +624,50 @@ async fn spec_cannot_take_rust_workflow_name() {
         "the Rust workflow stays the latest version"
     );
 }
+
+#[tokio::test]
+async fn events_page_and_wrong_method() {
+    let server = Server::start().await;
+    let (_, body) = server
+        .post("/v1/runs", json!({"spec": sleep_spec("paged", 0.0)}))
+        .await;
+    let id = body["id"].as_str().expect("id").to_owned();
+    server.wait_finished(&id).await;
+
+    let (_, first) = server.get(&format!("/v1/runs/{id}/events?limit=2")).await;
+    assert_eq!(first["events"].as_array().expect("events").len(), 2);
+    let after = first["next_after"]
+        .as_i64()
+        .expect("a full page points to the next one");
+    let (_, rest) = server
+        .get(&format!("/v1/runs/{id}/events?limit=1000&after={after}"))
+        .await;
+    let kinds: Vec<&str> = rest["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.last(),
+        Some(&"run.succeeded"),
+        "the last page ends the history"
+    );
+    assert!(rest["next_after"].is_null(), "a short page is the last one");
+
+    let response = server
+        .client
+        .delete(format!("{}/v1/runs/{id}", server.base))
+        .send()
+        .await
+        .expect("sent");
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("DELETE"),
+        "a 405 names the method in JSON: {body}"
+    );
+}

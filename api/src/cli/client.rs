@@ -21,9 +21,7 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
             let api = Api::new(&client)?;
             let input: Value = match input {
                 Some(text) => serde_json::from_str(&text).map_err(|err| {
-                    format!(
-                        "--input is not valid JSON: {err}; pass an object such as '{{\"key\": 1}}'"
-                    )
+                    format!("--input is not valid JSON: {err}; pass JSON such as '{{\"key\": 1}}'")
                 })?,
                 None => Value::Null,
             };
@@ -103,24 +101,31 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
         }
         RunCommand::Events { id, client } => {
             let api = Api::new(&client)?;
-            let events = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/runs/{}/events?limit=10000", segment(&id)),
-                    None,
-                )
-                .await?;
-            for event in events["events"].as_array().into_iter().flatten() {
-                say!(
-                    "{}  {:<16} {:<24} {}",
-                    event["at"].as_str().unwrap_or_default(),
-                    event["kind"].as_str().unwrap_or_default(),
-                    event["task"].as_str().unwrap_or("-"),
-                    event["detail"]
-                        .as_object()
-                        .map(|d| Value::Object(d.clone()).to_string())
-                        .unwrap_or_default(),
-                );
+            let mut after = 0;
+            loop {
+                let page = api
+                    .call(
+                        Method::GET,
+                        &format!("/v1/runs/{}/events?limit=10000&after={after}", segment(&id)),
+                        None,
+                    )
+                    .await?;
+                for event in page["events"].as_array().into_iter().flatten() {
+                    say!(
+                        "{}  {:<16} {:<24} {}",
+                        event["at"].as_str().unwrap_or_default(),
+                        event["kind"].as_str().unwrap_or_default(),
+                        event["task"].as_str().unwrap_or("-"),
+                        event["detail"]
+                            .as_object()
+                            .map(|d| Value::Object(d.clone()).to_string())
+                            .unwrap_or_default(),
+                    );
+                }
+                match page["next_after"].as_i64() {
+                    Some(next) => after = next,
+                    None => break,
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

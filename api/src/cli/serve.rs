@@ -58,6 +58,16 @@ pub(super) async fn worker(args: WorkerArgs, registry: Registry) -> Result<ExitC
 }
 
 pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, String> {
+    // Flags are checked before a private cluster starts, so a typo costs no initdb.
+    worker_options(&args.worker)?;
+    if let Some(example) = &args.example
+        && !registry.workflows().iter().any(|w| &w.name == example)
+    {
+        return Err(format!(
+            "--example is `{example}`, which is not a built-in workflow; the built-in example is `flights`"
+        ));
+    }
+
     let (url, cluster) = match args
         .server
         .database
@@ -171,6 +181,11 @@ async fn register(store: &Store, registry: &Registry) -> Result<(), String> {
 }
 
 fn build_worker(store: Store, registry: Registry, flags: &WorkerFlags) -> Result<Worker, String> {
+    let options = worker_options(flags)?;
+    Ok(Worker::builder(store, registry).options(options).build())
+}
+
+fn worker_options(flags: &WorkerFlags) -> Result<WorkerOptions, String> {
     if !flags.lease_seconds.is_finite() || !(1.0..=3600.0).contains(&flags.lease_seconds) {
         return Err(format!(
             "--lease-seconds is {}; use a number of seconds from 1 to 3600",
@@ -180,6 +195,7 @@ fn build_worker(store: Store, registry: Registry, flags: &WorkerFlags) -> Result
     if flags.slots == 0 || flags.slots > 4096 {
         return Err(format!("--slots is {}; use 1 to 4096", flags.slots));
     }
+    caraml_engine::spec::check_name("--queue", &flags.queue)?;
     let lease = Duration::from_secs_f64(flags.lease_seconds);
     let options = WorkerOptions {
         queue: flags.queue.clone(),
@@ -190,7 +206,7 @@ fn build_worker(store: Store, registry: Registry, flags: &WorkerFlags) -> Result
         reap_interval: (lease * 2 / 3).max(Duration::from_secs(1)),
         ..WorkerOptions::default()
     };
-    Ok(Worker::builder(store, registry).options(options).build())
+    Ok(options)
 }
 
 async fn bind(args: &ServerArgs) -> Result<tokio::net::TcpListener, String> {

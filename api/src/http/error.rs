@@ -17,6 +17,8 @@ pub(crate) enum ApiError {
     NotFound(String),
     Conflict(String),
     PayloadTooLarge(String),
+    Unavailable(String),
+    MethodNotAllowed(String),
     Rejection(StatusCode, String),
     Internal(String),
 }
@@ -81,6 +83,20 @@ impl IntoResponse for ApiError {
                 None,
                 None,
             ),
+            ApiError::Unavailable(message) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message.clone(),
+                None,
+                None,
+            ),
+            ApiError::MethodNotAllowed(message) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                message.clone(),
+                None,
+                None,
+            ),
             ApiError::Rejection(status, message) => {
                 (*status, "bad_request", message.clone(), None, None)
             }
@@ -115,6 +131,15 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(message) => ApiError::Conflict(message),
             EngineError::InvalidSpec(spec) => ApiError::InvalidSpec(spec.problems),
             EngineError::InvalidInput(message) => ApiError::BadRequest(message),
+            EngineError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+            ) => {
+                tracing::warn!(error = %err, "request failed: database unavailable");
+                ApiError::Unavailable(
+                    "the database is unavailable; retry shortly, and check that PostgreSQL is running if this persists"
+                        .to_owned(),
+                )
+            }
             EngineError::Database(_) | EngineError::Migration(_) => {
                 ApiError::Internal(err.to_string())
             }

@@ -48,6 +48,7 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -95,6 +96,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         caraml_engine::metrics::render(&depths),
     )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not supported on {}; see the API table in the README for the methods of each endpoint",
+        uri.path()
+    ))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

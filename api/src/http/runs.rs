@@ -136,15 +136,17 @@ pub(crate) async fn events(
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
+    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
     let events: Vec<EventView> = state
         .store
-        .run_events(
-            parse_run_id(&id)?,
-            query.after.unwrap_or(0),
-            query.limit.unwrap_or(1000),
-        )
+        .run_events(parse_run_id(&id)?, query.after.unwrap_or(0), limit)
         .await?;
-    Ok(Json(json!({"events": events})))
+
+    // A full page may have more after it: `next_after` is the `after` of the next page.
+    let next_after = (events.len() == limit as usize)
+        .then(|| events.last().map(|event| event.id))
+        .flatten();
+    Ok(Json(json!({"events": events, "next_after": next_after})))
 }
 
 pub(crate) async fn workflows(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
