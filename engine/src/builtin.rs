@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::task::{Task, TaskContext, TaskError};
 
-/// `sleep`: waits for `seconds`, or until the attempt is cancelled.
+/// `sleep`: waits for `seconds` in its worker slot, or until the attempt is cancelled. For
+/// long waits use `timer`, which gives the slot back.
 pub struct Sleep;
 
 #[derive(Debug, Deserialize)]
@@ -21,6 +23,9 @@ pub struct SleepOutput {
     pub slept_seconds: f64,
 }
 
+/// Maximum wait of `sleep` and `timer`: 366 days.
+const MAX_WAIT_SECONDS: f64 = 366.0 * 86_400.0;
+
 impl Task for Sleep {
     type Input = Option<SleepInput>;
     type Output = SleepOutput;
@@ -28,11 +33,7 @@ impl Task for Sleep {
 
     async fn run(&self, ctx: TaskContext, input: Self::Input) -> Result<SleepOutput, TaskError> {
         let seconds = input.map_or(0.0, |input| input.seconds);
-        if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
-            return Err(TaskError::permanent(format!(
-                "sleep.seconds is {seconds}; use a number of seconds from 0 to 86400"
-            )));
-        }
+        check_seconds("sleep", seconds)?;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {}
             () = ctx.cancellation().cancelled() => {
@@ -42,5 +43,157 @@ impl Task for Sleep {
         Ok(SleepOutput {
             slept_seconds: seconds,
         })
+    }
+}
+
+fn check_seconds(kind: &str, seconds: f64) -> Result<(), TaskError> {
+    if !seconds.is_finite() || !(0.0..=MAX_WAIT_SECONDS).contains(&seconds) {
+        return Err(TaskError::permanent(format!(
+            "{kind}.seconds is {seconds}; use a number of seconds from 0 to {MAX_WAIT_SECONDS} (366 days)"
+        )));
+    }
+    Ok(())
+}
+
+/// `timer`: a durable timer. Waits `seconds` from its first start, or until the RFC 3339
+/// time `until`, without holding a worker slot; the wait survives restarts of every
+/// process.
+pub struct Timer;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimerInput {
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    #[serde(default)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TimerOutput {
+    pub fired_at: DateTime<Utc>,
+}
+
+impl Task for Timer {
+    type Input = TimerInput;
+    type Output = TimerOutput;
+    const KIND: &'static str = "timer";
+
+    async fn run(&self, ctx: TaskContext, input: TimerInput) -> Result<TimerOutput, TaskError> {
+        match (input.seconds, input.until) {
+            (Some(seconds), None) => {
+                check_seconds("timer", seconds)?;
+                ctx.sleep_for("timer", Duration::from_secs_f64(seconds))
+                    .await?;
+            }
+            (None, Some(until)) => ctx.sleep_until("timer", until).await?,
+            _ => {
+                return Err(TaskError::permanent(
+                    "timer needs exactly one of `seconds` (a number) and `until` (an RFC 3339 time such as 2027-01-01T09:00:00Z)",
+                ));
+            }
+        }
+        Ok(TimerOutput {
+            fired_at: chrono::Utc::now(),
+        })
+    }
+}
+
+/// `approval`: an approval gate. Waits for the signal `signal` (default `approval`) and
+/// succeeds when its payload approves, fails when it rejects (`{"approved": false}`) or
+/// when no decision arrives within `timeout_seconds` (default a week).
+pub struct Approval;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalInput {
+    #[serde(default = "approval_signal")]
+    pub signal: String,
+    #[serde(default = "week")]
+    pub timeout_seconds: f64,
+}
+
+fn approval_signal() -> String {
+    "approval".to_owned()
+}
+
+fn week() -> f64 {
+    7.0 * 86_400.0
+}
+
+/// The decision a signal to an approval gate carries. Every field may be left out: a
+/// signal with no payload approves.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    #[serde(default = "yes")]
+    pub approved: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Task for Approval {
+    type Input = Option<ApprovalInput>;
+    type Output = ApprovalDecision;
+    const KIND: &'static str = "approval";
+
+    async fn run(
+        &self,
+        ctx: TaskContext,
+        input: Self::Input,
+    ) -> Result<ApprovalDecision, TaskError> {
+        let input = input.unwrap_or(ApprovalInput {
+            signal: approval_signal(),
+            timeout_seconds: week(),
+        });
+        if !input.timeout_seconds.is_finite()
+            || !(1.0..=MAX_WAIT_SECONDS).contains(&input.timeout_seconds)
+        {
+            return Err(TaskError::permanent(format!(
+                "approval.timeout_seconds is {}; use a number of seconds from 1 to {MAX_WAIT_SECONDS} (366 days)",
+                input.timeout_seconds
+            )));
+        }
+        let timeout = Duration::from_secs_f64(input.timeout_seconds);
+        let Some(payload) = ctx.signal(&input.signal, timeout).await? else {
+            return Err(TaskError::permanent(format!(
+                "no decision arrived on signal `{}` within {} s",
+                input.signal, input.timeout_seconds
+            )));
+        };
+        let decision: ApprovalDecision = if payload.is_null() {
+            ApprovalDecision {
+                approved: true,
+                ..ApprovalDecision::default()
+            }
+        } else {
+            serde_json::from_value(payload).map_err(|err| {
+                TaskError::permanent(format!(
+                    "the payload of signal `{}` is not a decision: {err}; send {{\"approved\": true|false, \"by\": \"name\", \"comment\": \"text\"}}",
+                    input.signal
+                ))
+            })?
+        };
+        if !decision.approved {
+            return Err(TaskError::permanent(format!(
+                "rejected{}{}",
+                decision
+                    .by
+                    .as_deref()
+                    .map(|by| format!(" by {by}"))
+                    .unwrap_or_default(),
+                decision
+                    .comment
+                    .as_deref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(decision)
     }
 }

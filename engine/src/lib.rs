@@ -12,6 +12,7 @@
 //! - Run tasks with a [`Worker`].
 
 mod builtin;
+mod clock;
 mod error;
 pub mod metrics;
 pub mod postgres;
@@ -21,17 +22,22 @@ pub mod spec;
 mod store;
 mod task;
 pub mod testing;
+mod waits;
 mod worker;
 mod workflow;
 
-pub use builtin::{Sleep, SleepInput};
+pub use builtin::{
+    Approval, ApprovalDecision, ApprovalInput, Sleep, SleepInput, Timer, TimerInput,
+};
+pub use clock::Clock;
 pub use error::{Error, Result};
 pub use registry::Registry;
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
-pub use spec::{RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
+pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
-    CANCEL_CHANNEL, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage, RunView,
-    Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
+    CANCEL_CHANNEL, ChildView, Delivered, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES,
+    RunFilter, RunPage, RunView, SignalView, Store, Submission, Submitted, TaskView, WorkerRecord,
+    WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::builtin::Sleep;
+use crate::builtin::{Approval, Sleep, Timer};
 use crate::spec::WorkflowSpec;
 use crate::task::{Erased, ErasedTask, Task};
 
@@ -18,7 +18,7 @@ impl Registry {
     /// Returns a registry with the engine's built-in kinds (`sleep`).
     pub fn with_builtins() -> Self {
         let mut registry = Self::default();
-        registry.task(Sleep);
+        registry.task(Sleep).task(Timer).task(Approval);
         registry
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::task::{ErrorKind, TaskError};
+use crate::waits::Suspension;
 
 /// Maximum size of an output stored inline with a task. A larger output fails the task with
 /// an error that tells it to write the data to a file and return its path.
@@ -25,6 +26,8 @@ pub(crate) enum Outcome {
     Released,
     /// The lease lapsed: the worker stopped heartbeating in time.
     LeaseExpired,
+    /// The task waits for a timer, a signal or a child run.
+    Suspended(Suspension),
 }
 
 /// Action the store takes for a finished attempt.
@@ -35,6 +38,7 @@ pub(crate) enum Decision {
     Fail { error: String },
     Cancel,
     Release,
+    Wait(Suspension),
 }
 
 /// The retry state of a task run when its attempt ended.
@@ -55,6 +59,17 @@ pub(crate) fn decide(outcome: Outcome, state: AttemptState, jitter: f64) -> Deci
         Outcome::Succeeded(output) => return check_output_size(output),
         Outcome::Cancelled => return Decision::Cancel,
         Outcome::Released => return Decision::Release,
+        Outcome::Suspended(suspension) => return Decision::Wait(suspension),
+        Outcome::Failed(TaskError {
+            kind: ErrorKind::Suspended,
+            message,
+        }) => {
+            return Decision::Fail {
+                error: format!(
+                    "the task returned a suspension ({message}) without waiting; return the error of a context wait method such as `signal` or `sleep_for`"
+                ),
+            };
+        }
         Outcome::Failed(TaskError {
             kind: ErrorKind::Permanent,
             message,

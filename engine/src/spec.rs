@@ -48,6 +48,86 @@ pub struct TaskSpec {
     pub queue: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// A limit on how many tasks sharing a key run at once. Tasks over the limit wait without
+/// holding a worker slot; a task holds its key while it runs or waits durably.
+///
+/// The key may name fields of the run input in braces: with the key `deploy:{endpoint}`,
+/// a run with the input `{"endpoint": "fraud"}` takes the key `deploy:fraud`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    pub key: String,
+    #[serde(default = "one")]
+    pub limit: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Highest concurrency limit a task may declare.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 100_000;
+
+impl Concurrency {
+    /// Checks the key template and the limit; returns what is wrong, naming the fix.
+    pub fn check(&self) -> Result<(), String> {
+        if self.limit == 0 || self.limit > MAX_CONCURRENCY_LIMIT {
+            return Err(format!(
+                "concurrency.limit is {}; it must be from 1 to {MAX_CONCURRENCY_LIMIT}",
+                self.limit
+            ));
+        }
+        let probe = self.resolve(&|_| Some("x".to_owned()))?;
+        check_name("concurrency key", &probe)
+            .map_err(|_| format!(
+                "concurrency.key `{}` is invalid; use 1 to 200 characters from letters, digits, `_`, `-`, `.` and `:`, with run input fields in braces such as `deploy:{{endpoint}}`",
+                self.key.escape_debug()
+            ))
+    }
+
+    /// Fills the key's `{field}` placeholders with `field(name)`.
+    pub fn resolve(&self, field: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+        let mut key = String::with_capacity(self.key.len());
+        let mut rest = self.key.as_str();
+        while let Some(open) = rest.find('{') {
+            key.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                return Err(format!(
+                    "concurrency.key `{}` has `{{` without a closing `}}`",
+                    self.key.escape_debug()
+                ));
+            };
+            let name = &after[..close];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "concurrency.key `{}` has the placeholder `{{{}}}`; name a run input field of letters, digits and `_`",
+                    self.key.escape_debug(),
+                    name.escape_debug()
+                ));
+            }
+            let Some(value) = field(name) else {
+                return Err(format!(
+                    "concurrency.key `{}` needs the run input field `{name}`, which the input lacks or which is not a string or number; add it to the run input",
+                    self.key.escape_debug()
+                ));
+            };
+            key.push_str(&value);
+            rest = &after[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!(
+                "concurrency.key `{}` has `}}` without an opening `{{`",
+                self.key.escape_debug()
+            ));
+        }
+        key.push_str(rest);
+        Ok(key)
+    }
 }
 
 /// How often and how far apart a failing task is tried again.
@@ -264,6 +344,7 @@ impl WorkflowSpec {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_QUEUE.to_owned()),
                 priority: task.priority.unwrap_or(0),
+                concurrency: task.concurrency.clone(),
             })
             .collect();
         Ok(Dag {
@@ -382,6 +463,14 @@ fn check_task_fields(
     {
         push("invalid_queue", message);
     }
+    if let Some(concurrency) = &task.concurrency
+        && let Err(message) = concurrency.check()
+    {
+        push(
+            "invalid_concurrency",
+            format!("task `{}`: {message}", task.name),
+        );
+    }
 }
 
 /// Checks that a name is 1 to 200 characters of letters, digits, `_`, `-`, `.` and `:`.
@@ -463,6 +552,7 @@ pub struct DagNode {
     pub timeout: Option<Duration>,
     pub queue: String,
     pub priority: i16,
+    pub concurrency: Option<Concurrency>,
 }
 
 #[cfg(test)]

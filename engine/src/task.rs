@@ -41,6 +41,9 @@ pub enum ErrorKind {
     Retryable,
     /// A fault that another attempt cannot fix, such as invalid input: the task fails now.
     Permanent,
+    /// Not a fault: the task waits for a timer, a signal or a child run and gives its slot
+    /// back meanwhile. Only the context's wait methods return it; pass it on with `?`.
+    Suspended,
 }
 
 /// The error a task returns.
@@ -87,6 +90,8 @@ pub(crate) struct ContextInner {
     pub(crate) run_input: Arc<Value>,
     pub(crate) upstream: HashMap<String, Value>,
     pub(crate) cancel: CancellationToken,
+    /// Durable waits; absent in a detached context.
+    pub(crate) durable: Option<Arc<crate::waits::Durable>>,
 }
 
 impl TaskContext {
@@ -104,6 +109,7 @@ impl TaskContext {
                 run_input: Arc::new(Value::Null),
                 upstream: HashMap::new(),
                 cancel: CancellationToken::new(),
+                durable: None,
             }),
         }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::spec::{RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
+use crate::spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 use crate::task::Task;
 
 /// Collects the nodes of a workflow.
@@ -83,6 +83,7 @@ impl Node {
                 timeout_seconds: None,
                 queue: None,
                 priority: None,
+                concurrency: None,
             },
             input_error: None,
         }
@@ -136,6 +137,15 @@ impl Node {
 
     pub fn priority(mut self, priority: i16) -> Self {
         self.spec.priority = Some(priority);
+        self
+    }
+
+    /// Lets at most `limit` tasks with this key run or wait at once; see [`Concurrency`].
+    pub fn concurrency(mut self, key: impl Into<String>, limit: u32) -> Self {
+        self.spec.concurrency = Some(Concurrency {
+            key: key.into(),
+            limit,
+        });
         self
     }
 }

@@ -27,7 +27,7 @@ pub(crate) fn io_kind(err: &io::Error) -> ErrorKind {
 pub(crate) fn task_error(kind: ErrorKind, message: String) -> TaskError {
     match kind {
         ErrorKind::Retryable => TaskError::retryable(message),
-        ErrorKind::Permanent => TaskError::permanent(message),
+        ErrorKind::Permanent | ErrorKind::Suspended => TaskError::permanent(message),
     }
 }
 

@@ -99,6 +99,26 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
         RunCommand::Retry { id, client } => {
             print_post(&client, &format!("/v1/runs/{}/retry", segment(&id))).await
         }
+        RunCommand::Signal {
+            id,
+            name,
+            payload,
+            client,
+        } => {
+            let payload: Value = match payload {
+                None => Value::Null,
+                Some(text) => serde_json::from_str(&text).map_err(|err| {
+                    format!("--payload is not valid JSON: {err}; pass JSON such as '{{\"approved\": true}}'")
+                })?,
+            };
+            let api = Api::new(&client)?;
+            let path = format!("/v1/runs/{}/signals/{}", segment(&id), segment(&name));
+            let answer = api
+                .call(Method::POST, &path, Some(json!({ "payload": payload })))
+                .await?;
+            say!("{}", pretty(&answer));
+            Ok(ExitCode::SUCCESS)
+        }
         RunCommand::Events { id, client } => {
             let api = Api::new(&client)?;
             let mut after = 0;

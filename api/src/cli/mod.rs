@@ -177,6 +177,17 @@ enum RunCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Send a signal to a run, waking the tasks that wait for it; an approval gate takes
+    /// `--payload '{"approved": true, "by": "ana"}'`.
+    Signal {
+        id: String,
+        name: String,
+        /// Payload as JSON; leave out to send `null`.
+        #[arg(long)]
+        payload: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the state changes of a run.
     Events {
         id: String,

@@ -2,6 +2,7 @@
 
 mod error;
 mod runs;
+mod signals;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +43,8 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/runs/{id}/signals", get(signals::list))
+        .route("/v1/runs/{id}/signals/{name}", post(signals::send))
         .route("/v1/workflows", get(runs::workflows))
         .route("/v1/workers", get(runs::workers))
         .route("/healthz", get(healthz))

@@ -160,7 +160,7 @@ pub(crate) async fn workers(State(state): State<AppState>) -> Result<Json<Value>
     Ok(Json(json!({"workers": state.store.list_workers().await?})))
 }
 
-fn parse_run_id(id: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_run_id(id: &str) -> Result<Uuid, ApiError> {
     id.parse().map_err(|_| {
         ApiError::BadRequest(format!(
             "`{}` is not a run id; run ids are UUIDs such as 01934a6e-7b1c-7d2e-8f90-123456789abc",

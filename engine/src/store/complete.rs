@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 // Dynamic SQL here is assembled from the constant fence conditions and assignments of this
 // module only; every value travels as a bind parameter.
@@ -11,6 +12,7 @@ use sqlx::{AssertSqlSafe, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{READY_CHANNEL, Store};
+use crate::clock::far_future;
 use crate::error::Result;
 use crate::retry::Decision;
 
@@ -143,6 +145,16 @@ impl Store {
             applied.accepted.extend(accepted);
         }
 
+        let waits: Vec<&Finished> = batch
+            .iter()
+            .filter(|f| matches!(f.decision, Decision::Wait(_)))
+            .collect();
+        if !waits.is_empty() {
+            let (accepted, woke) = apply_waits(&mut tx, &waits, fence).await?;
+            applied.woke_tasks |= woke;
+            applied.accepted.extend(accepted);
+        }
+
         if !deltas.is_empty() {
             applied.finished_runs = apply_run_deltas(&mut tx, &deltas).await?;
         }
@@ -179,8 +191,9 @@ async fn apply_successes(
                 lease_expires_at = NULL, error = NULL
             FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::jsonb[]) AS c(run_id, idx, attempt_id, output)
             WHERE t.run_id = c.run_id AND t.idx = c.idx AND {fence}
-            RETURNING t.run_id, t.idx, t.attempt, t.children
+            RETURNING t.run_id, t.idx, t.attempt, t.children, t.queue, t.concurrency_key
         ),
+        {release},
         edges AS (
             SELECT d.run_id, child, count(*)::int4 AS n
             FROM done d CROSS JOIN LATERAL unnest(d.children) AS child
@@ -205,10 +218,12 @@ async fn apply_successes(
         ),
         woken AS (
             SELECT count(pg_notify('{READY_CHANNEL}', queue)) AS queues
-            FROM (SELECT DISTINCT queue FROM unblocked WHERE status = 'ready') q
+            FROM (SELECT queue FROM unblocked WHERE status = 'ready'
+                  UNION SELECT queue FROM done WHERE concurrency_key IS NOT NULL) q
         )
         SELECT done.run_id, done.idx, woken.queues FROM done, woken",
-        fence = fence.condition()
+        fence = fence.condition(),
+        release = release_keys("done"),
     );
     let rows: Vec<(Uuid, i32, i64)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(&run_ids)
@@ -219,6 +234,87 @@ async fn apply_successes(
         .await?;
     let woke = rows.iter().any(|row| row.2 > 0);
     Ok((rows.into_iter().map(|(r, i, _)| (r, i)).collect(), woke))
+}
+
+/// Returns the statement parts that give back the concurrency keys of the tasks in the
+/// common table expression `from`. Key rows are locked in key order, as claims lock them.
+fn release_keys(from: &str) -> String {
+    format!(
+        "key_rows AS (
+            SELECT key FROM concurrency_keys
+            WHERE key IN (SELECT concurrency_key FROM {from})
+            ORDER BY key
+            FOR UPDATE
+        ),
+        released AS (
+            UPDATE concurrency_keys k SET holders = greatest(k.holders - r.n, 0)
+            FROM (SELECT concurrency_key AS key, count(*)::int4 AS n FROM {from}
+                  WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key) r, key_rows kr
+            WHERE k.key = r.key AND kr.key = r.key
+        )"
+    )
+}
+
+/// Parks tasks that wait for a timer, a signal or a child run. A task that something woke
+/// after its attempt started resumes at once, since what it waits for may be there already.
+async fn apply_waits(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &[&Finished],
+    fence: Fence,
+) -> Result<(Vec<(Uuid, i32)>, bool)> {
+    let (run_ids, idxs, attempt_ids) = keys(batch);
+    let mut waits: Vec<&Value> = Vec::with_capacity(batch.len());
+    let mut untils: Vec<DateTime<Utc>> = Vec::with_capacity(batch.len());
+    let mut signals: Vec<Option<&str>> = Vec::with_capacity(batch.len());
+    let mut reasons: Vec<&str> = Vec::with_capacity(batch.len());
+    for finished in batch {
+        if let Decision::Wait(suspension) = &finished.decision {
+            waits.push(&suspension.waits);
+            untils.push(suspension.pending.until.unwrap_or_else(far_future));
+            signals.push(suspension.pending.signal.as_deref());
+            reasons.push(&suspension.pending.reason);
+        }
+    }
+    let sql = format!(
+        "WITH waited AS (
+            UPDATE task_runs t
+            SET status = 'waiting', waits = c.waits,
+                waiting_for = CASE WHEN c.signal IS NULL THEN NULL ELSE ARRAY[c.signal] END,
+                run_at = CASE WHEN t.woken_at >= t.started_at THEN now() ELSE c.until END,
+                attempt_id = NULL, worker_id = NULL, lease_expires_at = NULL
+            FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::jsonb[], $5::timestamptz[],
+                        $6::text[], $7::text[])
+                 AS c(run_id, idx, attempt_id, waits, until, signal, reason)
+            WHERE t.run_id = c.run_id AND t.idx = c.idx AND {fence}
+            RETURNING t.run_id, t.idx, t.attempt, t.queue, t.run_at, c.reason
+        ),
+        events AS (
+            INSERT INTO events (run_id, task_idx, kind, attempt, detail)
+            SELECT run_id, idx, 'task.waiting', attempt,
+                   jsonb_build_object('for', reason, 'until', run_at)
+            FROM waited
+        ),
+        woken AS (
+            SELECT count(pg_notify('{READY_CHANNEL}',
+                         queue || '@' || (extract(epoch FROM due) * 1000)::int8)) AS queues
+            FROM (SELECT queue, min(run_at) AS due FROM waited
+                  WHERE run_at < now() + interval '1 day' GROUP BY queue) q
+        )
+        SELECT waited.run_id, waited.idx, waited.run_at <= now() FROM waited, woken",
+        fence = fence.condition()
+    );
+    let rows: Vec<(Uuid, i32, bool)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(&run_ids)
+        .bind(&idxs)
+        .bind(&attempt_ids)
+        .bind(&waits)
+        .bind(&untils)
+        .bind(&signals)
+        .bind(&reasons)
+        .fetch_all(&mut **tx)
+        .await?;
+    let due_now = rows.iter().any(|row| row.2);
+    Ok((rows.into_iter().map(|(r, i, _)| (r, i)).collect(), due_now))
 }
 
 async fn apply_retries(
@@ -243,8 +339,9 @@ async fn apply_retries(
             FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::int8[], $5::text[])
                  AS c(run_id, idx, attempt_id, delay_ms, error)
             WHERE t.run_id = c.run_id AND t.idx = c.idx AND {fence}
-            RETURNING t.run_id, t.idx, t.attempt, t.queue, t.run_at, c.error
+            RETURNING t.run_id, t.idx, t.attempt, t.queue, t.run_at, c.error, t.concurrency_key
         ),
+        {release},
         events AS (
             INSERT INTO events (run_id, task_idx, kind, attempt, detail)
             SELECT run_id, idx, 'task.retrying', attempt,
@@ -257,7 +354,8 @@ async fn apply_retries(
             FROM (SELECT queue, min(run_at) AS due FROM retried GROUP BY queue) q
         )
         SELECT retried.run_id, retried.idx, retried.run_at <= now() FROM retried, woken",
-        fence = fence.condition()
+        fence = fence.condition(),
+        release = release_keys("retried"),
     );
     let rows: Vec<(Uuid, i32, bool)> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(&run_ids)
@@ -290,15 +388,21 @@ async fn apply_failures(
             SET status = 'failed', error = c.error, finished_at = now(), lease_expires_at = NULL
             FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::text[]) AS c(run_id, idx, attempt_id, error)
             WHERE t.run_id = c.run_id AND t.idx = c.idx AND {fence}
-            RETURNING t.run_id, t.idx, t.attempt, c.error
+            RETURNING t.run_id, t.idx, t.attempt, c.error, t.queue, t.concurrency_key
         ),
+        {release},
         events AS (
             INSERT INTO events (run_id, task_idx, kind, attempt, detail)
             SELECT run_id, idx, 'task.failed', attempt, jsonb_build_object('error', error)
             FROM failed
+        ),
+        woken AS (
+            SELECT count(pg_notify('{READY_CHANNEL}', queue)) AS queues
+            FROM (SELECT DISTINCT queue FROM failed WHERE concurrency_key IS NOT NULL) q
         )
-        SELECT run_id, idx FROM failed",
-        fence = fence.condition()
+        SELECT run_id, idx FROM failed, woken",
+        fence = fence.condition(),
+        release = release_keys("failed"),
     );
     Ok(sqlx::query_as(AssertSqlSafe(sql))
         .bind(&run_ids)
@@ -376,18 +480,21 @@ async fn apply_simple(
             UPDATE task_runs t SET {assignments}
             FROM unnest($1::uuid[], $2::int4[], $3::uuid[]) AS c(run_id, idx, attempt_id)
             WHERE t.run_id = c.run_id AND t.idx = c.idx AND {fence}
-            RETURNING t.run_id, t.idx, t.attempt, t.queue, t.status
+            RETURNING t.run_id, t.idx, t.attempt, t.queue, t.status, t.concurrency_key
         ),
+        {release},
         events AS (
             INSERT INTO events (run_id, task_idx, kind, attempt)
             SELECT run_id, idx, '{event}', attempt FROM changed
         ),
         woken AS (
             SELECT count(pg_notify('{READY_CHANNEL}', queue)) AS queues
-            FROM (SELECT DISTINCT queue FROM changed WHERE status = 'ready') q
+            FROM (SELECT DISTINCT queue FROM changed
+                  WHERE status = 'ready' OR concurrency_key IS NOT NULL) q
         )
         SELECT changed.run_id, changed.idx FROM changed, woken",
-        fence = fence.condition()
+        fence = fence.condition(),
+        release = release_keys("changed"),
     );
     Ok(sqlx::query_as(AssertSqlSafe(sql))
         .bind(&run_ids)
@@ -445,14 +552,29 @@ async fn apply_run_deltas(
             UNION ALL
             SELECT id, 'run.' || status FROM updated
             WHERE status <> old_status AND status IN ('succeeded', 'failed')
+        ),
+        parents AS (
+            UPDATE task_runs p
+            SET woken_at = now(),
+                run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END
+            FROM updated u JOIN runs child ON child.id = u.id
+            WHERE u.status <> u.old_status AND u.status IN ('succeeded', 'failed')
+              AND p.run_id = child.parent_run_id AND p.idx = child.parent_task_idx
+              AND p.status IN ('running', 'waiting')
+            RETURNING p.queue, p.status
+        ),
+        woken AS (
+            SELECT count(pg_notify($6, queue)) AS queues
+            FROM (SELECT DISTINCT queue FROM parents WHERE status = 'waiting') q
         )
-        SELECT id, old_status, status FROM updated",
+        SELECT id, old_status, status FROM updated, woken",
     )
     .bind(&run_ids)
     .bind(&succeeded)
     .bind(&failed)
     .bind(&skipped)
     .bind(&cancelled)
+    .bind(READY_CHANNEL)
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows

@@ -26,20 +26,65 @@ impl Store {
             _ => {}
         }
 
+        // Waiting tasks hold no slot, so they are cancelled here rather than by a worker,
+        // and give their concurrency keys back.
         let (cancelled,): (i64,) = sqlx::query_as(
-            "WITH cancelled AS (
+            "WITH waiting_keyed AS (
+                SELECT idx, concurrency_key, queue FROM task_runs
+                WHERE run_id = $1 AND status = 'waiting' AND concurrency_key IS NOT NULL
+            ),
+            cancelled AS (
                 UPDATE task_runs SET status = 'cancelled', finished_at = now()
-                WHERE run_id = $1 AND status IN ('blocked', 'ready')
+                WHERE run_id = $1 AND status IN ('blocked', 'ready', 'waiting')
                 RETURNING idx
+            ),
+            holders AS (
+                SELECT w.concurrency_key AS key, count(*)::int4 AS n
+                FROM waiting_keyed w JOIN cancelled c ON c.idx = w.idx
+                GROUP BY w.concurrency_key
+            ),
+            key_rows AS (
+                SELECT key FROM concurrency_keys WHERE key IN (SELECT key FROM holders)
+                ORDER BY key FOR UPDATE
+            ),
+            released AS (
+                UPDATE concurrency_keys k SET holders = greatest(k.holders - h.n, 0)
+                FROM holders h, key_rows kr
+                WHERE k.key = h.key AND kr.key = h.key
+                RETURNING k.key
+            ),
+            woken AS (
+                SELECT count(pg_notify($2, queue)) AS queues
+                FROM (SELECT DISTINCT w.queue FROM waiting_keyed w
+                      JOIN cancelled c ON c.idx = w.idx) q
             ),
             events AS (
                 INSERT INTO events (run_id, task_idx, kind)
                 SELECT $1, idx, 'task.cancelled' FROM cancelled
             )
-            SELECT count(*) FROM cancelled",
+            SELECT count(*) FROM cancelled, woken",
         )
         .bind(run_id)
+        .bind(READY_CHANNEL)
         .fetch_one(&mut *tx)
+        .await?;
+
+        // The task that started this run, if any, learns of the end of its child.
+        sqlx::query(
+            "WITH parent AS (
+                UPDATE task_runs p
+                SET woken_at = now(),
+                    run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END
+                FROM runs child
+                WHERE child.id = $1 AND p.run_id = child.parent_run_id
+                  AND p.idx = child.parent_task_idx AND p.status IN ('running', 'waiting')
+                RETURNING p.queue, p.status
+            )
+            SELECT count(pg_notify($2, queue)) FROM parent WHERE status = 'waiting'",
+        )
+        .bind(run_id)
+        .bind(READY_CHANNEL)
+        .execute(&mut *tx)
         .await?;
 
         sqlx::query(
@@ -58,8 +103,23 @@ impl Store {
         .bind(CANCEL_CHANNEL)
         .execute(&mut *tx)
         .await?;
+        let children: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM runs WHERE parent_run_id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         tracing::info!(run.id = %run_id, tasks.cancelled = cancelled, "run cancelled");
+
+        // Child runs are cancelled after the parent's transaction, each in its own, so a
+        // deep tree never holds all its locks at once. A crash in between leaves children
+        // running; cancelling the parent again reaches them.
+        for (child,) in children {
+            if let Err(err) = Box::pin(self.cancel_run(child)).await {
+                tracing::warn!(run.id = %run_id, child.id = %child, error = %err, "could not cancel a child run");
+            }
+        }
         Ok("cancelled".to_owned())
     }
 

@@ -92,7 +92,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT run_id, idx, name, kind, input, parents, attempt, attempt_id, attempt_limit,
                     max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms,
-                    'null'::jsonb AS run_input
+                    waits, 'null'::jsonb AS run_input
              FROM task_runs
              WHERE status = 'running' AND lease_expires_at <= now()
              ORDER BY lease_expires_at

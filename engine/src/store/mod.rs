@@ -21,6 +21,7 @@ mod query;
 mod submit;
 #[cfg(test)]
 mod tests;
+mod waits;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -34,9 +35,12 @@ pub(crate) use complete::{Fence, Finished};
 pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
 pub use query::{
-    EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView, WorkflowView,
+    ChildView, EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView,
+    WorkflowView,
 };
 pub use submit::{Submission, Submitted};
+pub(crate) use waits::ChildState;
+pub use waits::{Delivered, SignalView};
 
 use crate::error::Result;
 

@@ -32,9 +32,28 @@ pub struct RunView {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The run whose task started this one as a child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_task_idx: Option<i32>,
     #[sqlx(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<TaskView>>,
+    /// Runs that tasks of this run started as children.
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<ChildView>>,
+}
+
+/// A child run, as its parent run lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ChildView {
+    pub id: Uuid,
+    pub workflow: String,
+    pub status: String,
+    /// The parent task that started it.
+    pub task: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +70,18 @@ pub struct TaskView {
     pub run_at: DateTime<Utc>,
     pub error: Option<String>,
     pub output: Option<Value>,
+    /// Records of the task's durable waits: timer deadlines, signal timeouts, child runs.
+    #[serde(default, skip_serializing_if = "is_empty_object")]
+    pub waits: Value,
+    /// The signal a waiting task waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+}
+
+fn is_empty_object(value: &Value) -> bool {
+    value.as_object().is_none_or(serde_json::Map::is_empty)
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -89,7 +120,8 @@ pub struct RunPage {
 }
 
 const RUN_COLUMNS: &str = "id, workflow, workflow_version, status, input, idempotency_key, tasks_total,
-    tasks_succeeded, tasks_failed, tasks_skipped, tasks_cancelled, created_at, started_at, finished_at";
+    tasks_succeeded, tasks_failed, tasks_skipped, tasks_cancelled, created_at, started_at, finished_at,
+    parent_run_id, parent_task_idx";
 
 type TaskRow = (
     i32,
@@ -104,6 +136,9 @@ type TaskRow = (
     DateTime<Utc>,
     Option<String>,
     Option<Value>,
+    Value,
+    Option<Vec<String>>,
+    Option<String>,
 );
 
 impl Store {
@@ -113,7 +148,7 @@ impl Store {
 
         let rows: Vec<TaskRow> = sqlx::query_as(
             "SELECT idx, name, kind, status, parents, queue, attempt, started_at, finished_at,
-                    run_at, error, output
+                    run_at, error, output, waits, waiting_for, concurrency_key
              FROM task_runs WHERE run_id = $1 ORDER BY idx",
         )
         .bind(run_id)
@@ -136,6 +171,9 @@ impl Store {
                     run_at,
                     error,
                     output,
+                    waits,
+                    waiting_for,
+                    concurrency_key,
                 )| {
                     TaskView {
                         depends_on: parents
@@ -152,11 +190,23 @@ impl Store {
                         run_at,
                         error,
                         output,
+                        waits,
+                        waiting_for,
+                        concurrency_key,
                     }
                 },
             )
             .collect();
         run.tasks = Some(tasks);
+        let children: Vec<ChildView> = sqlx::query_as(
+            "SELECT c.id, c.workflow, c.status, coalesce(t.name, '') AS task
+             FROM runs c LEFT JOIN task_runs t ON t.run_id = c.parent_run_id AND t.idx = c.parent_task_idx
+             WHERE c.parent_run_id = $1 ORDER BY c.id LIMIT 1000",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        run.children = Some(children);
         Ok(run)
     }
 

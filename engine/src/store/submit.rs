@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::claim::ClaimedTask;
 use super::{READY_CHANNEL, Store};
 use crate::error::{Error, Result};
-use crate::spec::{Dag, WorkflowSpec};
+use crate::spec::{Dag, WorkflowSpec, check_name};
 
 /// Maximum length of an idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
@@ -89,7 +89,7 @@ impl Store {
         idempotency_key: Option<String>,
     ) -> Result<Submitted> {
         let run_id = Uuid::now_v7();
-        let columns = TaskColumns::from_dag(dag);
+        let columns = TaskColumns::from_dag(dag, &input)?;
         let ready_queues: HashSet<&str> = dag
             .nodes
             .iter()
@@ -105,7 +105,8 @@ impl Store {
             .enumerate()
             .filter(|(_, n)| n.parents.is_empty());
         let eager = match (roots.next(), roots.next()) {
-            (Some((idx, root)), None) => self
+            // A task with a concurrency key must be admitted through its key first.
+            (Some((idx, root)), None) if root.concurrency.is_none() => self
                 .local_workers
                 .pick(&root.queue)
                 .map(|pick| (idx, root, pick)),
@@ -131,7 +132,8 @@ impl Store {
                 INSERT INTO task_runs (run_id, idx, name, kind, status, queue, priority, pending_parents,
                                        parents, children, input, max_attempts, initial_backoff_ms,
                                        max_backoff_ms, timeout_ms, attempt_limit, attempt,
-                                       attempt_id, worker_id, lease_expires_at, started_at)
+                                       attempt_id, worker_id, lease_expires_at, started_at,
+                                       concurrency_key, concurrency_limit)
                 SELECT $1, t.idx, t.name, t.kind,
                        CASE WHEN t.idx = $23 THEN 'running' ELSE t.status END,
                        t.queue, t.priority, t.pending,
@@ -141,13 +143,21 @@ impl Store {
                        CASE WHEN t.idx = $23 THEN $24::uuid END,
                        CASE WHEN t.idx = $23 THEN $25::uuid END,
                        CASE WHEN t.idx = $23 THEN now() + $26 * interval '1 millisecond' END,
-                       CASE WHEN t.idx = $23 THEN now() END
+                       CASE WHEN t.idx = $23 THEN now() END,
+                       t.concurrency_key, t.concurrency_limit
                 FROM unnest($7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
                             $13::int4[], $14::text[], $15::text[], $16::jsonb[], $17::int4[], $18::int4[],
-                            $19::int4[], $20::int4[])
+                            $19::int4[], $20::int4[], $27::text[], $28::int4[])
                      AS t(idx, name, kind, status, queue, priority, pending, parents, children, input,
-                          max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms)
+                          max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms,
+                          concurrency_key, concurrency_limit)
                 WHERE EXISTS (SELECT 1 FROM run)
+            ),
+            keys AS (
+                INSERT INTO concurrency_keys (key)
+                SELECT DISTINCT k FROM unnest($27::text[]) AS k
+                WHERE k IS NOT NULL AND EXISTS (SELECT 1 FROM run)
+                ON CONFLICT (key) DO NOTHING
             ),
             event AS (
                 INSERT INTO events (run_id, kind, task_idx, attempt)
@@ -188,6 +198,8 @@ impl Store {
         .bind(eager.as_ref().map(|(_, _, pick)| pick.attempt_id))
         .bind(eager.as_ref().map(|(_, _, pick)| pick.worker_id))
         .bind(eager.as_ref().map_or(0.0, |(_, _, pick)| pick.lease.as_millis() as f64))
+        .bind(&columns.concurrency_key)
+        .bind(&columns.concurrency_limit)
         .fetch_optional(&self.pool)
         .await?;
         if inserted.is_none() {
@@ -218,6 +230,7 @@ impl Store {
                 initial_backoff_ms: columns.initial_backoff_ms[idx],
                 max_backoff_ms: columns.max_backoff_ms[idx],
                 timeout_ms: columns.timeout_ms[idx],
+                waits: Value::Object(Default::default()),
                 run_input: input,
             };
             if pick.tasks.send(task).is_err() {
@@ -249,10 +262,14 @@ struct TaskColumns {
     initial_backoff_ms: Vec<i32>,
     max_backoff_ms: Vec<i32>,
     timeout_ms: Vec<Option<i32>>,
+    concurrency_key: Vec<Option<String>>,
+    concurrency_limit: Vec<Option<i32>>,
 }
 
 impl TaskColumns {
-    fn from_dag(dag: &Dag) -> Self {
+    /// Lays out the DAG's nodes; fails when a concurrency key names a field that the run
+    /// input lacks.
+    fn from_dag(dag: &Dag, input: &Value) -> Result<Self> {
         let n = dag.nodes.len();
         let mut columns = Self {
             idx: Vec::with_capacity(n),
@@ -269,6 +286,13 @@ impl TaskColumns {
             initial_backoff_ms: Vec::with_capacity(n),
             max_backoff_ms: Vec::with_capacity(n),
             timeout_ms: Vec::with_capacity(n),
+            concurrency_key: Vec::with_capacity(n),
+            concurrency_limit: Vec::with_capacity(n),
+        };
+        let field = |name: &str| match input.get(name) {
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Number(number)) => Some(number.to_string()),
+            _ => None,
         };
         for (idx, node) in dag.nodes.iter().enumerate() {
             columns.idx.push(idx as i32);
@@ -296,8 +320,26 @@ impl TaskColumns {
                 node.timeout
                     .map(|t| t.as_millis().min(i32::MAX as u128) as i32),
             );
+            match &node.concurrency {
+                Some(concurrency) => {
+                    let key = concurrency
+                        .resolve(&field)
+                        .and_then(|key| check_name("concurrency key", &key).map(|()| key))
+                        .map_err(|message| {
+                            Error::InvalidInput(format!("task `{}`: {message}", node.name))
+                        })?;
+                    columns.concurrency_key.push(Some(key));
+                    columns
+                        .concurrency_limit
+                        .push(Some(concurrency.limit.min(i32::MAX as u32) as i32));
+                }
+                None => {
+                    columns.concurrency_key.push(None);
+                    columns.concurrency_limit.push(None);
+                }
+            }
         }
-        columns
+        Ok(columns)
     }
 }
 

@@ -44,7 +44,7 @@ async fn stale_completion_is_rejected() {
 
     // A lease of zero lapses at once, as if worker A stalled past its lease.
     let claimed = store
-        .claim("default", 10, worker_a, Duration::ZERO)
+        .claim("default", 10, worker_a, Duration::ZERO, chrono::Utc::now())
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -81,7 +81,13 @@ async fn stale_completion_is_rejected() {
     );
 
     let claimed = store
-        .claim("default", 10, worker_b, Duration::from_secs(30))
+        .claim(
+            "default",
+            10,
+            worker_b,
+            Duration::from_secs(30),
+            chrono::Utc::now(),
+        )
         .await
         .expect("claim again");
     assert_eq!(claimed.len(), 1);

@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::{Shared, StopReason};
 use crate::retry::{AttemptState, Outcome};
 use crate::store::ClaimedTask;
-use crate::task::{ContextInner, TaskContext, TaskError};
+use crate::task::{ContextInner, ErrorKind, TaskContext, TaskError};
+use crate::waits::Durable;
 
 /// An attempt that ended, waiting for its result to be written.
 pub(super) struct Completed {
@@ -158,6 +159,12 @@ async fn execute(
         .iter()
         .filter_map(|&p| context.outputs.get(&(task.run_id, p)).cloned())
         .collect();
+    let durable = Arc::new(Durable::new(
+        shared.store.clone(),
+        shared.options.clock.clone(),
+        task.idx,
+        &task.waits,
+    ));
     let ctx = TaskContext {
         inner: Arc::new(ContextInner {
             run_id: task.run_id,
@@ -172,6 +179,7 @@ async fn execute(
                 .unwrap_or_else(|| Arc::new(Value::Null)),
             upstream,
             cancel: cancel.clone(),
+            durable: Some(Arc::clone(&durable)),
         }),
     };
 
@@ -188,7 +196,7 @@ async fn execute(
     let sleep_for = timeout.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
 
     tokio::select! {
-        joined = &mut handle => Some(joined_outcome(joined)),
+        joined = &mut handle => Some(suspended(joined_outcome(joined), &durable)),
         () = tokio::time::sleep(sleep_for) => {
             cancel.cancel();
             handle.abort();
@@ -221,6 +229,17 @@ fn joined_outcome(joined: Result<Result<Value, TaskError>, tokio::task::JoinErro
             Outcome::Failed(TaskError::retryable(format!("task panicked: {message}")))
         }
         Err(_) => Outcome::Failed(TaskError::retryable("task was aborted")),
+    }
+}
+
+/// Turns a suspension into the wait to store.
+fn suspended(outcome: Outcome, durable: &Durable) -> Outcome {
+    match outcome {
+        Outcome::Failed(err) if err.kind == ErrorKind::Suspended => match durable.suspension() {
+            Some(suspension) => Outcome::Suspended(suspension),
+            None => Outcome::Failed(err),
+        },
+        other => other,
     }
 }
 

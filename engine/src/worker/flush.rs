@@ -108,7 +108,7 @@ fn record(shared: &Shared, batch: &[Finished], accepted: &[(uuid::Uuid, i32)]) {
             Decision::Succeed(_) => metrics::SUCCEEDED.add(1),
             Decision::Retry { .. } => metrics::RETRIED.add(1),
             Decision::Fail { .. } => metrics::FAILED.add(1),
-            Decision::Cancel | Decision::Release => {}
+            Decision::Cancel | Decision::Release | Decision::Wait(_) => {}
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::error::Result;
 use crate::metrics;
 use crate::registry::Registry;
@@ -52,6 +53,9 @@ pub struct WorkerOptions {
     /// Whether runs submitted through the same [`Store`] in this process may start their
     /// single root task on this worker directly while it is idle, skipping the claim.
     pub eager: bool,
+    /// The time that timers and wait timeouts are measured against. Tests move it forward
+    /// instead of sleeping.
+    pub clock: Clock,
 }
 
 impl Default for WorkerOptions {
@@ -67,6 +71,7 @@ impl Default for WorkerOptions {
             max_batch: 500,
             grace: Duration::from_secs(10),
             eager: true,
+            clock: Clock::system(),
         }
     }
 }
@@ -363,7 +368,13 @@ async fn claim_loop(
             let started = Instant::now();
             match shared
                 .store
-                .claim(&options.queue, room, shared.worker_id, options.lease)
+                .claim(
+                    &options.queue,
+                    room,
+                    shared.worker_id,
+                    options.lease,
+                    options.clock.now(),
+                )
                 .await
             {
                 Ok(tasks) => {

@@ -10,6 +10,7 @@
 //! - concurrent submissions with one idempotency key create one run.
 
 mod support;
+mod waits;
 
 use std::time::Duration;
 
