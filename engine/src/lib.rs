@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod postgres;
 mod registry;
 mod retry;
+mod service;
 pub mod spec;
 mod store;
 mod task;
@@ -33,11 +34,12 @@ pub use clock::Clock;
 pub use error::{Error, Result};
 pub use registry::Registry;
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
+pub use service::{HttpServe, HttpServeInput};
 pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
     CANCEL_CHANNEL, ChildView, Delivered, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES,
-    RunFilter, RunPage, RunView, SignalView, Store, Submission, Submitted, TaskView, WorkerRecord,
-    WorkflowView,
+    RunFilter, RunPage, RunView, ServiceView, SignalView, Store, Submission, Submitted, TaskView,
+    WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::builtin::{Approval, Sleep, Timer};
+use crate::service::HttpServe;
 use crate::spec::WorkflowSpec;
 use crate::task::{Erased, ErasedTask, Task};
 
@@ -18,7 +19,11 @@ impl Registry {
     /// Returns a registry with the engine's built-in kinds (`sleep`).
     pub fn with_builtins() -> Self {
         let mut registry = Self::default();
-        registry.task(Sleep).task(Timer).task(Approval);
+        registry
+            .task(Sleep)
+            .task(Timer)
+            .task(Approval)
+            .task(HttpServe);
         registry
     }
 
@@ -46,6 +51,11 @@ impl Registry {
 
     pub fn workflows(&self) -> &[WorkflowSpec] {
         &self.workflows
+    }
+
+    /// Returns whether `kind` is registered as a service.
+    pub fn is_service(&self, kind: &str) -> bool {
+        self.kinds.get(kind).is_some_and(|task| task.is_service())
     }
 
     pub(crate) fn handler(&self, kind: &str) -> Option<Arc<dyn ErasedTask>> {

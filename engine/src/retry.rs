@@ -51,7 +51,12 @@ pub(crate) struct AttemptState {
     pub(crate) max_attempts: u32,
     pub(crate) initial_backoff: Duration,
     pub(crate) max_backoff: Duration,
+    /// Whether the task is a service, which restarts after every failure.
+    pub(crate) service: bool,
 }
+
+/// Backoff between restarts of a service: from 1 s, doubling up to a minute.
+const SERVICE_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
 /// Decides what to do with an attempt's outcome. `jitter` is a number in `[0, 1)`.
 pub(crate) fn decide(outcome: Outcome, state: AttemptState, jitter: f64) -> Decision {
@@ -73,6 +78,10 @@ pub(crate) fn decide(outcome: Outcome, state: AttemptState, jitter: f64) -> Deci
         Outcome::Failed(TaskError {
             kind: ErrorKind::Permanent,
             message,
+        }) if state.service => format!("permanent error: {message}"),
+        Outcome::Failed(TaskError {
+            kind: ErrorKind::Permanent,
+            message,
         }) => {
             return Decision::Fail {
                 error: format!("permanent error: {message}"),
@@ -90,6 +99,23 @@ pub(crate) fn decide(outcome: Outcome, state: AttemptState, jitter: f64) -> Deci
             "lease expired: the worker running this attempt stopped heartbeating (crashed, killed or cut off from the database)".to_owned()
         }
     };
+    if state.service {
+        // Restarts count from the last round, so a service that ran well for a day and then
+        // failed starts again after a second, not after the cap.
+        let restarts = state
+            .attempt
+            .saturating_sub(state.attempt_limit.saturating_sub(state.max_attempts))
+            .max(1);
+        let policy = AttemptState {
+            initial_backoff: SERVICE_BACKOFF.0,
+            max_backoff: SERVICE_BACKOFF.1,
+            ..state
+        };
+        return Decision::Retry {
+            delay: backoff(policy, restarts.min(7), jitter),
+            error,
+        };
+    }
     if state.attempt >= state.attempt_limit {
         return Decision::Fail {
             error: format!(
@@ -142,7 +168,27 @@ mod tests {
             max_attempts,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(10),
+            service: false,
         }
+    }
+
+    #[test]
+    fn service_restarts_past_its_attempt_limit() {
+        let service = AttemptState {
+            service: true,
+            ..state(9, 3)
+        };
+        let decision = decide(
+            Outcome::Failed(TaskError::permanent("crashed")),
+            service,
+            0.0,
+        );
+        let Decision::Retry { delay, error } = decision else {
+            panic!("a service is restarted, got {decision:?}");
+        };
+        assert!(delay >= Duration::from_secs(1), "{delay:?}");
+        assert!(delay <= Duration::from_secs(75), "{delay:?}");
+        assert!(error.contains("crashed"), "{error}");
     }
 
     #[test]

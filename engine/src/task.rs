@@ -26,6 +26,12 @@ pub trait Task: Send + Sync + 'static {
     /// The kind name that specs use to refer to this task, such as `flights.load`.
     const KIND: &'static str;
 
+    /// Whether the task is a long-lived service: it runs until its run is cancelled or its
+    /// service is stopped, reports its address through [`TaskContext::ready`], and is
+    /// started again with backoff, without an attempt limit, whenever it ends with an
+    /// error or its worker dies.
+    const SERVICE: bool = false;
+
     fn run(
         &self,
         ctx: TaskContext,
@@ -246,11 +252,17 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A task with its types erased, so the registry can hold tasks of every kind.
 pub(crate) trait ErasedTask: Send + Sync {
     fn call(&self, ctx: TaskContext, input: Value) -> BoxFuture<Result<Value, TaskError>>;
+
+    fn is_service(&self) -> bool;
 }
 
 pub(crate) struct Erased<T>(pub(crate) Arc<T>);
 
 impl<T: Task> ErasedTask for Erased<T> {
+    fn is_service(&self) -> bool {
+        T::SERVICE
+    }
+
     fn call(&self, ctx: TaskContext, input: Value) -> BoxFuture<Result<Value, TaskError>> {
         let task = Arc::clone(&self.0);
         Box::pin(async move {

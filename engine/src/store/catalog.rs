@@ -55,6 +55,18 @@ impl Store {
     /// workflow against the registry's kinds.
     pub async fn register(&self, registry: &Registry) -> Result<()> {
         self.register_kinds(registry.kinds()).await?;
+        let services: Vec<&str> = registry
+            .kinds()
+            .filter(|kind| registry.is_service(kind))
+            .collect();
+        if !services.is_empty() {
+            sqlx::query(
+                "UPDATE task_kinds SET service = true WHERE kind = ANY($1) AND NOT service",
+            )
+            .bind(&services)
+            .execute(&self.pool)
+            .await?;
+        }
         for spec in registry.workflows() {
             spec.compile(&|kind| registry.has_kind(kind))?;
             self.store_workflow(spec, "rust").await?;

@@ -335,7 +335,9 @@ async fn apply_retries(
         "WITH retried AS (
             UPDATE task_runs t
             SET status = 'ready', run_at = now() + c.delay_ms * interval '1 millisecond',
-                error = c.error, attempt_id = NULL, worker_id = NULL, lease_expires_at = NULL
+                error = c.error, attempt_id = NULL, worker_id = NULL, lease_expires_at = NULL,
+                attempt_limit = greatest(t.attempt_limit, t.attempt + 1),
+                address = NULL, ready_at = NULL
             FROM unnest($1::uuid[], $2::int4[], $3::uuid[], $4::int8[], $5::text[])
                  AS c(run_id, idx, attempt_id, delay_ms, error)
             WHERE t.run_id = c.run_id AND t.idx = c.idx AND {fence}

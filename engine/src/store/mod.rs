@@ -18,6 +18,7 @@ mod control;
 mod eager;
 mod lease;
 mod query;
+mod services;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ pub use query::{
     ChildView, EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView,
     WorkflowView,
 };
+pub use services::ServiceView;
 pub use submit::{Submission, Submitted};
 pub(crate) use waits::ChildState;
 pub use waits::{Delivered, SignalView};

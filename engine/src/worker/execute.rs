@@ -86,6 +86,7 @@ pub(super) async fn run_attempt(
         max_attempts: task.max_attempts.max(1) as u32,
         initial_backoff: Duration::from_millis(task.initial_backoff_ms.max(0) as u64),
         max_backoff: Duration::from_millis(task.max_backoff_ms.max(0) as u64),
+        service: shared.registry.is_service(&task.kind),
     };
     let key = (task.run_id, task.idx);
     let span = tracing::info_span!(

@@ -64,6 +64,9 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
+/// How often each worker looks for replaced service runs left running.
+const RETIRE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Ends attempts whose lease lapsed: each counts as a failed, retryable attempt, or as
 /// cancelled when its run was cancelled.
 pub(super) async fn reap(shared: Arc<Shared>, stop: CancellationToken) {
@@ -76,6 +79,7 @@ pub(super) async fn reap(shared: Arc<Shared>, stop: CancellationToken) {
     }
     let mut interval = tokio::time::interval(shared.options.reap_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_retire = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -83,6 +87,15 @@ pub(super) async fn reap(shared: Arc<Shared>, stop: CancellationToken) {
         }
         if let Err(err) = reap_once(&shared).await {
             tracing::warn!(worker.id = %shared.worker_id, error = %err, "reaping expired leases failed");
+        }
+        // Replaced service runs are normally stopped by a timer in the process that made
+        // the switch; this catches those whose process died, at a cost of one statement a
+        // minute.
+        if last_retire.elapsed() >= RETIRE_CHECK_INTERVAL {
+            last_retire = tokio::time::Instant::now();
+            if let Err(err) = shared.store.retire_due_services().await {
+                tracing::warn!(worker.id = %shared.worker_id, error = %err, "stopping replaced service runs failed");
+            }
         }
     }
 }
@@ -115,6 +128,7 @@ async fn reap_once(shared: &Shared) -> crate::error::Result<()> {
                     task.initial_backoff_ms.max(0) as u64
                 ),
                 max_backoff: std::time::Duration::from_millis(task.max_backoff_ms.max(0) as u64),
+                service: shared.registry.is_service(&task.kind),
             };
             Finished {
                 run_id: task.run_id,
