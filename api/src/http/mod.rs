@@ -2,6 +2,7 @@
 
 mod error;
 mod runs;
+mod services;
 mod signals;
 
 use std::sync::OnceLock;
@@ -46,6 +47,11 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/v1/runs/{id}/signals", get(signals::list))
         .route("/v1/runs/{id}/signals/{name}", post(signals::send))
         .route("/v1/workflows", get(runs::workflows))
+        .route("/v1/services", get(services::list).post(services::create))
+        .route("/v1/services/{name}", get(services::get))
+        .route("/v1/services/{name}/replace", post(services::replace))
+        .route("/v1/services/{name}/restart", post(services::restart))
+        .route("/v1/services/{name}/stop", post(services::stop))
         .route("/v1/workers", get(runs::workers))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

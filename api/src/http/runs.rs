@@ -58,7 +58,7 @@ pub(crate) async fn submit(
 }
 
 /// Accepts a spec as a JSON object, or as JSON or YAML text.
-fn parse_spec(spec: Value) -> Result<WorkflowSpec, ApiError> {
+pub(crate) fn parse_spec(spec: Value) -> Result<WorkflowSpec, ApiError> {
     let parsed = match spec {
         Value::String(text) => WorkflowSpec::parse(&text),
         other => serde_json::from_value(other).map_err(|err| caraml_engine::SpecError {

@@ -1,0 +1,118 @@
+//! Handlers for long-lived services.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use caraml_engine::{ServiceView, Submission};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::runs::parse_spec;
+use super::{ApiError, AppState};
+
+/// Default time a replaced run keeps serving after the switch.
+const DEFAULT_DRAIN_SECONDS: f64 = 2.0;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    workflow: Option<String>,
+    spec: Option<Value>,
+    #[serde(default)]
+    input: Value,
+    drain_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplaceRequest {
+    workflow: Option<String>,
+    spec: Option<Value>,
+    #[serde(default)]
+    input: Value,
+}
+
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<ServiceView>>, ApiError> {
+    Ok(Json(state.store.list_services().await?))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceView>, ApiError> {
+    Ok(Json(state.store.get_service(&name).await?))
+}
+
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ServiceView>), ApiError> {
+    let request: CreateRequest = parse_body(&body, CREATE_SHAPE)?;
+    let drain = request.drain_seconds.unwrap_or(DEFAULT_DRAIN_SECONDS);
+    if !drain.is_finite() || !(0.0..=600.0).contains(&drain) {
+        return Err(ApiError::BadRequest(format!(
+            "drain_seconds is {drain}; use a number of seconds from 0 to 600"
+        )));
+    }
+    let submission = submission(request.workflow, request.spec)?;
+    let service = state
+        .store
+        .create_service(&request.name, submission, request.input, Duration::from_secs_f64(drain))
+        .await?;
+    Ok((StatusCode::CREATED, Json(service)))
+}
+
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<ServiceView>, ApiError> {
+    let request: ReplaceRequest = parse_body(&body, REPLACE_SHAPE)?;
+    let submission = submission(request.workflow, request.spec)?;
+    Ok(Json(
+        state
+            .store
+            .replace_service(&name, submission, request.input)
+            .await?,
+    ))
+}
+
+pub(crate) async fn restart(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceView>, ApiError> {
+    Ok(Json(state.store.restart_service(&name).await?))
+}
+
+pub(crate) async fn stop(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceView>, ApiError> {
+    Ok(Json(state.store.stop_service(&name).await?))
+}
+
+const CREATE_SHAPE: &str = r#"{"name": NAME, "workflow": NAME or "spec": {...}, "input": {...}, "drain_seconds": 2}"#;
+const REPLACE_SHAPE: &str = r#"{"workflow": NAME or "spec": {...}, "input": {...}}"#;
+
+fn parse_body<T: DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| {
+        ApiError::BadRequest(format!(
+            "the request body is not valid: {err}; send JSON of the form {shape}"
+        ))
+    })
+}
+
+fn submission(workflow: Option<String>, spec: Option<Value>) -> Result<Submission, ApiError> {
+    match (workflow, spec) {
+        (Some(name), None) => Ok(Submission::Workflow(name)),
+        (None, Some(spec)) => Ok(Submission::Spec(parse_spec(spec)?)),
+        _ => Err(ApiError::BadRequest(
+            "send exactly one of `workflow` (a registered workflow's name) and `spec` (a workflow spec)".to_owned(),
+        )),
+    }
+}
