@@ -15,6 +15,17 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// A submission reused an idempotency key that belongs to a run of another workflow.
+    #[error(
+        "idempotency_key `{key}` already belongs to run {run_id} of workflow `{existing_workflow}`, but this request runs workflow `{requested_workflow}`; use a new idempotency_key for a different workflow"
+    )]
+    IdempotencyKeyReused {
+        key: String,
+        run_id: Uuid,
+        existing_workflow: String,
+        requested_workflow: String,
+    },
+
     /// The submitted workflow spec is invalid.
     #[error(transparent)]
     InvalidSpec(#[from] SpecError),

@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 
 use caraml_engine::RunView;
-use reqwest::{Client, Method, Response};
+use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{ClientArgs, RunCommand, follow};
+use super::follow::{self, EventPage, RunSource};
+use super::{ClientArgs, RunCommand};
 
 pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
     match command {
@@ -45,7 +46,7 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
                 return Ok(ExitCode::SUCCESS);
             }
             say!("run {id} submitted");
-            let run = follow::follow(|| api.get_run(&id)).await?;
+            let run = follow::follow(&ApiRun { api: &api, id }, follow::POLL_INTERVAL).await?;
             follow::print_result(&run);
             Ok(if run.status == "succeeded" {
                 ExitCode::SUCCESS
@@ -184,13 +185,14 @@ fn segment(value: &str) -> String {
     encoded
 }
 
-struct Api {
+/// A client of the CaraML API at one base URL.
+pub(super) struct Api {
     client: Client,
     base: String,
 }
 
 impl Api {
-    fn new(args: &ClientArgs) -> Result<Self, String> {
+    pub(super) fn new(args: &ClientArgs) -> Result<Self, String> {
         let base = args.server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!(
@@ -204,7 +206,12 @@ impl Api {
         Ok(Self { client, base })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url);
         if let Some(body) = body {
@@ -216,11 +223,42 @@ impl Api {
         read(response).await
     }
 
-    async fn get_run(&self, id: &str) -> Result<RunView, String> {
+    async fn get_run(&self, id: &str, with_tasks: bool) -> Result<RunView, String> {
         let value = self
-            .call(Method::GET, &format!("/v1/runs/{}", segment(id)), None)
+            .call(
+                Method::GET,
+                &format!("/v1/runs/{}?tasks={with_tasks}", segment(id)),
+                None,
+            )
             .await?;
         serde_json::from_value(value).map_err(|err| format!("unexpected run from the API: {err}"))
+    }
+}
+
+/// A run followed through the API.
+struct ApiRun<'a> {
+    api: &'a Api,
+    id: String,
+}
+
+impl RunSource for ApiRun<'_> {
+    async fn summary(&self) -> Result<RunView, String> {
+        self.api.get_run(&self.id, false).await
+    }
+
+    async fn events(&self, after: i64) -> Result<EventPage, String> {
+        let path = format!(
+            "/v1/runs/{}/events?after={after}&limit={}",
+            segment(&self.id),
+            follow::EVENT_PAGE
+        );
+        let value = self.api.call(Method::GET, &path, None).await?;
+        serde_json::from_value(value)
+            .map_err(|err| format!("unexpected events from the API: {err}"))
+    }
+
+    async fn full(&self) -> Result<RunView, String> {
+        self.api.get_run(&self.id, true).await
     }
 }
 
@@ -234,15 +272,73 @@ async fn read(response: Response) -> Result<Value, String> {
     if status.is_success() {
         return Ok(value);
     }
-    let message = value["error"]["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| value.to_string());
-    let mut out = format!("{status}: {message}");
-    for problem in value["error"]["problems"].as_array().into_iter().flatten() {
-        if let Some(text) = problem["message"].as_str() {
-            out.push_str(&format!("\n  - {text}"));
-        }
+    Err(error_text(status, &value))
+}
+
+/// Formats an error response. The message of an invalid spec already joins its problems,
+/// so those are listed one per line in its place rather than after it.
+fn error_text(status: StatusCode, body: &Value) -> String {
+    let problems: Vec<&str> = body["error"]["problems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|problem| problem["message"].as_str())
+        .collect();
+    if problems.is_empty() {
+        let message = body["error"]["message"]
+            .as_str()
+            .or(body.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| body.to_string());
+        return format!("{status}: {message}");
     }
-    Err(out)
+    let plural = if problems.len() == 1 { "" } else { "s" };
+    let mut out = format!(
+        "{status}: invalid workflow spec ({} problem{plural}):",
+        problems.len()
+    );
+    for problem in problems {
+        out.push_str("\n  - ");
+        out.push_str(problem);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_problems_printed_once() {
+        let body = json!({"error": {
+            "code": "invalid_spec",
+            "message": "invalid workflow spec: task `a` depends on itself; task `b` has unknown kind `x`",
+            "problems": [
+                {"code": "self_dependency", "message": "task `a` depends on itself", "tasks": ["a"]},
+                {"code": "unknown_kind", "message": "task `b` has unknown kind `x`", "tasks": ["b"]},
+            ],
+        }});
+        let text = error_text(StatusCode::UNPROCESSABLE_ENTITY, &body);
+        assert_eq!(
+            text.matches("depends on itself").count(),
+            1,
+            "each problem appears once: {text}"
+        );
+        assert_eq!(text.matches("unknown kind").count(), 1, "{text}");
+        assert!(text.starts_with("422 Unprocessable Entity: invalid workflow spec (2 problems):"));
+    }
+
+    #[test]
+    fn plain_errors_print_their_message() {
+        let body = json!({"error": {"code": "not_found", "message": "run `x` not found"}});
+        assert_eq!(
+            error_text(StatusCode::NOT_FOUND, &body),
+            "404 Not Found: run `x` not found"
+        );
+        let text = error_text(
+            StatusCode::BAD_GATEWAY,
+            &Value::String("upstream down".into()),
+        );
+        assert_eq!(text, "502 Bad Gateway: upstream down");
+    }
 }

@@ -11,6 +11,7 @@ macro_rules! say {
 mod client;
 mod follow;
 mod serve;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ enum Command {
     /// Submit, inspect and control runs through the API.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Inspect stored workflows through the API.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
 }
 
 #[derive(Debug, Args)]
@@ -136,7 +140,8 @@ enum RunCommand {
         /// Run input as JSON.
         #[arg(long)]
         input: Option<String>,
-        /// Key that makes a repeated submission return the first run.
+        /// Key that makes a repeated submission of the same workflow return the first run.
+        /// The API rejects the key for another workflow.
         #[arg(long)]
         idempotency_key: Option<String>,
         /// Show progress until the run finishes; exit non-zero when it fails.
@@ -196,6 +201,18 @@ enum RunCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum WorkflowCommand {
+    /// List the newest version of every stored workflow.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
 /// Runs the command line with the task kinds and workflows of `registry`.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
@@ -217,6 +234,7 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Worker(args) => serve::worker(args, registry).await,
             Command::Migrate(args) => serve::migrate(args).await,
             Command::Run(command) => client::run(command).await,
+            Command::Workflow(command) => workflows::run(command).await,
         }
     });
     match result {

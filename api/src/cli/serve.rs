@@ -4,11 +4,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use caraml_engine::postgres::LocalCluster;
-use caraml_engine::{Registry, Store, Submission, Worker, WorkerOptions};
+use caraml_engine::{Registry, RunView, Store, Submission, Worker, WorkerOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use super::{DatabaseArgs, ServerArgs, UpArgs, WorkerArgs, WorkerFlags, follow};
+use super::follow::{self, Event, EventPage, RunSource};
+use super::{DatabaseArgs, ServerArgs, UpArgs, WorkerArgs, WorkerFlags};
 
 /// Connections each process keeps at most.
 const POOL_SIZE: u32 = 16;
@@ -155,19 +157,59 @@ async fn run_example(store: &Store, example: &str, args: &UpArgs) -> Result<Exit
             other => other.to_string(),
         })?;
     say!("example `{example}`: run {} submitted", submitted.id);
-    let run = follow::follow(|| async {
-        store
-            .get_run(submitted.id)
-            .await
-            .map_err(|err| err.to_string())
-    })
-    .await?;
+    let source = StoreRun {
+        store,
+        id: submitted.id,
+    };
+    let run = follow::follow(&source, follow::POLL_INTERVAL).await?;
     follow::print_result(&run);
     if run.status == "succeeded" {
         say!("results are in {}", output_dir.display());
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// A run followed through the store of this process.
+struct StoreRun<'a> {
+    store: &'a Store,
+    id: Uuid,
+}
+
+impl RunSource for StoreRun<'_> {
+    async fn summary(&self) -> Result<RunView, String> {
+        self.store
+            .run_summary(self.id)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    async fn events(&self, after: i64) -> Result<EventPage, String> {
+        let events = self
+            .store
+            .run_events(self.id, after, follow::EVENT_PAGE)
+            .await
+            .map_err(|err| err.to_string())?;
+        let next_after = (events.len() == follow::EVENT_PAGE as usize)
+            .then(|| events.last().map(|event| event.id))
+            .flatten();
+        let events = events
+            .into_iter()
+            .map(|event| Event {
+                id: event.id,
+                kind: event.kind,
+                task: event.task,
+            })
+            .collect();
+        Ok(EventPage { events, next_after })
+    }
+
+    async fn full(&self) -> Result<RunView, String> {
+        self.store
+            .get_run(self.id)
+            .await
+            .map_err(|err| err.to_string())
     }
 }
 

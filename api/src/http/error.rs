@@ -4,7 +4,6 @@
 //! faults are logged in full and shown as a generic message with a request id to quote.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use caraml_engine::{Error as EngineError, SpecProblem};
@@ -16,10 +15,11 @@ pub(crate) enum ApiError {
     InvalidSpec(Vec<SpecProblem>),
     NotFound(String),
     Conflict(String),
+    IdempotencyKeyReused(String),
     PayloadTooLarge(String),
+    UnsupportedMediaType(String),
     Unavailable(String),
     MethodNotAllowed(String),
-    Rejection(StatusCode, String),
     Internal(String),
 }
 
@@ -76,9 +76,23 @@ impl IntoResponse for ApiError {
                 None,
                 None,
             ),
+            ApiError::IdempotencyKeyReused(message) => (
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                message.clone(),
+                None,
+                None,
+            ),
             ApiError::PayloadTooLarge(message) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
+                message.clone(),
+                None,
+                None,
+            ),
+            ApiError::UnsupportedMediaType(message) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
                 message.clone(),
                 None,
                 None,
@@ -97,9 +111,6 @@ impl IntoResponse for ApiError {
                 None,
                 None,
             ),
-            ApiError::Rejection(status, message) => {
-                (*status, "bad_request", message.clone(), None, None)
-            }
             ApiError::Internal(detail) => {
                 let request_id = uuid::Uuid::new_v4().to_string();
                 tracing::error!(request.id = %request_id, error = %detail, "request failed");
@@ -129,6 +140,9 @@ impl From<EngineError> for ApiError {
         match err {
             EngineError::NotFound { .. } => ApiError::NotFound(err.to_string()),
             EngineError::Conflict(message) => ApiError::Conflict(message),
+            EngineError::IdempotencyKeyReused { .. } => {
+                ApiError::IdempotencyKeyReused(err.to_string())
+            }
             EngineError::InvalidSpec(spec) => ApiError::InvalidSpec(spec.problems),
             EngineError::InvalidInput(message) => ApiError::BadRequest(message),
             EngineError::Database(
@@ -144,39 +158,5 @@ impl From<EngineError> for ApiError {
                 ApiError::Internal(err.to_string())
             }
         }
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::PayloadTooLarge(format!(
-                "the request body is larger than the server's limit of {} bytes; send a smaller body or raise --body-limit-bytes",
-                crate::http::body_limit()
-            ));
-        }
-        let message = match &rejection {
-            JsonRejection::MissingJsonContentType(_) => {
-                "the request has no `Content-Type: application/json` header; send the body as JSON with that header".to_owned()
-            }
-            other => format!("the request body is not valid JSON for this endpoint: {}", other.body_text()),
-        };
-        ApiError::Rejection(status, message)
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        ApiError::BadRequest(format!(
-            "invalid path parameter: {}; run ids are UUIDs such as 01934a6e-7b1c-7d2e-8f90-123456789abc",
-            rejection.body_text()
-        ))
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::BadRequest(format!("invalid query string: {}", rejection.body_text()))
     }
 }

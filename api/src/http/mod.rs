@@ -1,6 +1,7 @@
 //! The JSON API under `/v1`, the probes and `/metrics`.
 
 mod error;
+mod extract;
 mod runs;
 mod services;
 mod signals;

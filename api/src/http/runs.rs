@@ -1,50 +1,116 @@
 //! Handlers for runs, workflows and workers.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use caraml_engine::{
-    EventView, RunFilter, RunPage, RunView, Submission, WorkflowSpec, WorkflowView,
+    EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, Submission, WorkflowSpec,
+    WorkflowView,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use serde_json::{Map, Value, json};
 
+use super::extract::{JsonBody, QueryParams, RunId, describe_json};
 use super::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SubmitRequest {
-    workflow: Option<String>,
-    spec: Option<Value>,
-    #[serde(default)]
+/// Runs per page of `GET /v1/runs` when the request sets no `limit`.
+const DEFAULT_RUN_PAGE: u32 = 50;
+
+/// Largest page of `GET /v1/runs/{id}/events`, also the page size when the request sets no
+/// `limit`.
+const MAX_EVENT_PAGE: u32 = 10_000;
+
+const SUBMIT_FIELDS: &str = "`workflow`, `spec`, `input` and `idempotency_key`";
+
+/// The body of `POST /v1/runs`.
+#[derive(Debug)]
+struct SubmitRequest {
+    submission: Submission,
     input: Value,
     idempotency_key: Option<String>,
 }
 
+impl SubmitRequest {
+    /// Checks the body's shape field by field, so that an error names the field at fault.
+    fn from_json(body: Value) -> Result<Self, ApiError> {
+        let Value::Object(mut fields) = body else {
+            return Err(ApiError::BadRequest(format!(
+                "the request body must be a JSON object such as {{\"workflow\": \"flights\"}} or {{\"spec\": {{...}}}}, got {}",
+                describe_json(&body)
+            )));
+        };
+        if let Some(unknown) = fields
+            .keys()
+            .find(|key| !["workflow", "spec", "input", "idempotency_key"].contains(&key.as_str()))
+        {
+            return Err(ApiError::BadRequest(format!(
+                "unknown field `{}` in the request body; POST /v1/runs takes {SUBMIT_FIELDS}",
+                unknown.escape_debug()
+            )));
+        }
+        let workflow = take_string(&mut fields, "workflow", "the name of a registered workflow")?;
+        let spec = match fields.remove("spec") {
+            None | Some(Value::Null) => None,
+            Some(spec @ (Value::Object(_) | Value::String(_))) => Some(spec),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "spec must be a workflow spec as a JSON object, or its JSON or YAML text as a string, got {}",
+                    describe_json(&other)
+                )));
+            }
+        };
+        let idempotency_key = take_string(
+            &mut fields,
+            "idempotency_key",
+            "a string that identifies this submission",
+        )?;
+        let input = fields.remove("input").unwrap_or(Value::Null);
+
+        let submission = match (workflow, spec) {
+            (Some(name), None) => Submission::Workflow(name),
+            (None, Some(spec)) => Submission::Spec(parse_spec(spec)?),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::BadRequest(
+                    "the request names both `workflow` and `spec`; send one of them".to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::BadRequest(
+                    "the request names neither `workflow` nor `spec`; send `{\"workflow\": NAME}` for a registered workflow or `{\"spec\": {...}}` for an inline one".to_owned(),
+                ));
+            }
+        };
+        Ok(Self {
+            submission,
+            input,
+            idempotency_key,
+        })
+    }
+}
+
+/// Removes an optional string field, treating null as absent.
+fn take_string(
+    fields: &mut Map<String, Value>,
+    name: &str,
+    meaning: &str,
+) -> Result<Option<String>, ApiError> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "{name} must be {meaning} as a JSON string, got {}",
+            describe_json(&other)
+        ))),
+    }
+}
+
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    body: Result<Json<SubmitRequest>, JsonRejection>,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(request) = body?;
-    let submission = match (request.workflow, request.spec) {
-        (Some(name), None) => Submission::Workflow(name),
-        (None, Some(spec)) => Submission::Spec(parse_spec(spec)?),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "the request names both `workflow` and `spec`; send one of them".to_owned(),
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::BadRequest(
-                "the request names neither `workflow` nor `spec`; send `{\"workflow\": NAME}` for a registered workflow or `{\"spec\": {...}}` for an inline one".to_owned(),
-            ));
-        }
-    };
+    let request = SubmitRequest::from_json(body)?;
     let submitted = state
         .store
-        .submit(submission, request.input, request.idempotency_key)
+        .submit(request.submission, request.input, request.idempotency_key)
         .await?;
     let status = if submitted.created {
         StatusCode::CREATED
@@ -72,75 +138,67 @@ pub(crate) fn parse_spec(spec: Value) -> Result<WorkflowSpec, ApiError> {
     parsed.map_err(|err| ApiError::InvalidSpec(err.problems))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ListQuery {
-    status: Option<String>,
-    workflow: Option<String>,
-    cursor: Option<Uuid>,
-    limit: Option<u32>,
-}
-
 pub(crate) async fn list(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: QueryParams,
 ) -> Result<Json<RunPage>, ApiError> {
-    let Query(query) = query?;
-    let page = state
-        .store
-        .list_runs(&RunFilter {
-            status: query.status,
-            workflow: query.workflow,
-            before: query.cursor,
-            limit: query.limit.unwrap_or(50),
-        })
-        .await?;
-    Ok(Json(page))
+    query.allow_only("GET /v1/runs", &["status", "workflow", "cursor", "limit"])?;
+    let filter = RunFilter {
+        status: query.one_of("status", &RUN_STATUSES)?,
+        workflow: query.text(
+            "workflow",
+            "give a workflow name, or leave the parameter out to list runs of every workflow",
+        )?,
+        before: query.run_id("cursor", "the next_cursor of the previous page")?,
+        limit: query
+            .whole_number("limit", 1, MAX_PAGE)?
+            .unwrap_or(DEFAULT_RUN_PAGE),
+    };
+    Ok(Json(state.store.list_runs(&filter).await?))
 }
 
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
+    query: QueryParams,
 ) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(state.store.get_run(parse_run_id(&id)?).await?))
+    query.allow_only("GET /v1/runs/{id}", &["tasks"])?;
+    // `tasks=false` serves clients that poll a large run for its counts alone.
+    let run = if query.flag("tasks")?.unwrap_or(true) {
+        state.store.get_run(id).await?
+    } else {
+        state.store.run_summary(id).await?
+    };
+    Ok(Json(run))
 }
 
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_run_id(&id)?;
     let status = state.store.cancel_run(id).await?;
     Ok(Json(json!({"id": id, "status": status})))
 }
 
 pub(crate) async fn retry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_run_id(&id)?;
     let status = state.store.retry_run(id).await?;
     Ok(Json(json!({"id": id, "status": status})))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EventsQuery {
-    after: Option<i64>,
-    limit: Option<u32>,
-}
-
 pub(crate) async fn events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    RunId(id): RunId,
+    query: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query?;
-    let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
-    let events: Vec<EventView> = state
-        .store
-        .run_events(parse_run_id(&id)?, query.after.unwrap_or(0), limit)
-        .await?;
+    query.allow_only("GET /v1/runs/{id}/events", &["after", "limit"])?;
+    let after = query.event_id("after")?.unwrap_or(0);
+    let limit = query
+        .whole_number("limit", 1, MAX_EVENT_PAGE)?
+        .unwrap_or(MAX_EVENT_PAGE);
+    let events: Vec<EventView> = state.store.run_events(id, after, limit).await?;
 
     // A full page may have more after it: `next_after` is the `after` of the next page.
     let next_after = (events.len() == limit as usize)
@@ -160,11 +218,52 @@ pub(crate) async fn workers(State(state): State<AppState>) -> Result<Json<Value>
     Ok(Json(json!({"workers": state.store.list_workers().await?})))
 }
 
-pub(crate) fn parse_run_id(id: &str) -> Result<Uuid, ApiError> {
-    id.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "`{}` is not a run id; run ids are UUIDs such as 01934a6e-7b1c-7d2e-8f90-123456789abc",
-            id.escape_debug()
-        ))
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(body: Value) -> String {
+        match SubmitRequest::from_json(body) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn submit_body_shape_errors_name_the_field() {
+        let cases = [
+            (json!({"workflow": 5}), ["workflow", "5", "string"]),
+            (json!([]), ["JSON object", "an array", "workflow"]),
+            (json!("flights"), ["JSON object", "\"flights\"", "workflow"]),
+            (json!({"spec": 7}), ["spec", "7", "YAML"]),
+            (
+                json!({"workflow": "flights", "idempotency_key": true}),
+                ["idempotency_key", "true", "string"],
+            ),
+            (
+                json!({"workflow": "flights", "inputs": {}}),
+                ["`inputs`", "`input`", "takes"],
+            ),
+        ];
+        for (body, expected) in cases {
+            let message = rejection(body.clone());
+            for part in expected {
+                assert!(
+                    message.contains(part),
+                    "the error for {body} contains {part:?}: {message}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn submit_body_accepts_null_as_absent() {
+        let request = SubmitRequest::from_json(
+            json!({"workflow": "flights", "spec": null, "idempotency_key": null}),
+        )
+        .expect("a valid body");
+        assert!(matches!(request.submission, Submission::Workflow(name) if name == "flights"));
+        assert_eq!(request.input, Value::Null);
+        assert_eq!(request.idempotency_key, None);
+    }
 }

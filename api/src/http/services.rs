@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use caraml_engine::{ServiceView, Submission};
@@ -11,6 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::extract::JsonBody;
 use super::runs::parse_spec;
 use super::{ApiError, AppState};
 
@@ -50,9 +50,9 @@ pub(crate) async fn get(
 
 pub(crate) async fn create(
     State(state): State<AppState>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<ServiceView>), ApiError> {
-    let request: CreateRequest = parse_body(&body, CREATE_SHAPE)?;
+    let request: CreateRequest = parse_body(body, CREATE_SHAPE)?;
     let drain = request.drain_seconds.unwrap_or(DEFAULT_DRAIN_SECONDS);
     if !drain.is_finite() || !(0.0..=600.0).contains(&drain) {
         return Err(ApiError::BadRequest(format!(
@@ -70,9 +70,9 @@ pub(crate) async fn create(
 pub(crate) async fn replace(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<ServiceView>, ApiError> {
-    let request: ReplaceRequest = parse_body(&body, REPLACE_SHAPE)?;
+    let request: ReplaceRequest = parse_body(body, REPLACE_SHAPE)?;
     let submission = submission(request.workflow, request.spec)?;
     Ok(Json(
         state
@@ -99,8 +99,8 @@ pub(crate) async fn stop(
 const CREATE_SHAPE: &str = r#"{"name": NAME, "workflow": NAME or "spec": {...}, "input": {...}, "drain_seconds": 2}"#;
 const REPLACE_SHAPE: &str = r#"{"workflow": NAME or "spec": {...}, "input": {...}}"#;
 
-fn parse_body<T: DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|err| {
+fn parse_body<T: DeserializeOwned>(body: Value, shape: &str) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|err| {
         ApiError::BadRequest(format!(
             "the request body is not valid: {err}; send JSON of the form {shape}"
         ))

@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use caraml_engine::{Delivered, SignalView};
 use serde::Deserialize;
 use serde_json::Value;
+use uuid::Uuid;
 
-use super::runs::parse_run_id;
+use super::extract::{RunId, quoted};
 use super::{ApiError, AppState};
 
 /// The body of a signal delivery; an empty body sends `null`.
@@ -21,10 +22,21 @@ struct SignalRequest {
 
 pub(crate) async fn send(
     State(state): State<AppState>,
-    Path((id, name)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Delivered>), ApiError> {
-    let id = parse_run_id(&id)?;
+    let Path((id, name)) = path.map_err(|_| {
+        ApiError::BadRequest(
+            "the run id or signal name in the path is not valid UTF-8 once percent-decoded"
+                .to_owned(),
+        )
+    })?;
+    let id: Uuid = id.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{} is not a run id; run ids are UUIDs such as 01934a6e-7b1c-7d2e-8f90-123456789abc",
+            quoted(&id)
+        ))
+    })?;
     let request: SignalRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SignalRequest::default()
     } else {
@@ -40,7 +52,7 @@ pub(crate) async fn send(
 
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    RunId(id): RunId,
 ) -> Result<Json<Vec<SignalView>>, ApiError> {
-    Ok(Json(state.store.signals(parse_run_id(&id)?).await?))
+    Ok(Json(state.store.signals(id).await?))
 }

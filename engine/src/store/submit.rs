@@ -32,8 +32,9 @@ pub struct Submitted {
 }
 
 impl Store {
-    /// Stores a new run, or returns the run an earlier submission with the same idempotency
-    /// key created, also when both submissions race.
+    /// Stores a new run, or returns the run an earlier submission of the same workflow with
+    /// the same idempotency key created, also when both submissions race. A key that belongs
+    /// to a run of another workflow is rejected with [`Error::IdempotencyKeyReused`].
     pub async fn submit(
         &self,
         submission: Submission,
@@ -48,10 +49,14 @@ impl Store {
                 key.len()
             )));
         }
+        let requested_workflow = match &submission {
+            Submission::Workflow(name) => name.as_str(),
+            Submission::Spec(spec) => spec.name.as_str(),
+        };
         if let Some(key) = &idempotency_key
             && let Some(existing) = self.run_by_idempotency_key(key).await?
         {
-            return Ok(existing);
+            return existing.reuse(key, requested_workflow);
         }
 
         let (dag, version) = match submission {
@@ -68,17 +73,13 @@ impl Store {
             .await
     }
 
-    async fn run_by_idempotency_key(&self, key: &str) -> Result<Option<Submitted>> {
-        let row: Option<(Uuid, String)> =
-            sqlx::query_as("SELECT id, status FROM runs WHERE idempotency_key = $1")
+    async fn run_by_idempotency_key(&self, key: &str) -> Result<Option<KeyedRun>> {
+        Ok(
+            sqlx::query_as("SELECT id, status, workflow FROM runs WHERE idempotency_key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(id, status)| Submitted {
-            id,
-            status,
-            created: false,
-        }))
+                .await?,
+        )
     }
 
     async fn insert_run(
@@ -209,7 +210,8 @@ impl Store {
                 .await?
                 .ok_or_else(|| Error::Conflict(format!(
                     "a run with idempotency_key `{key}` was being created and then rolled back; submit again"
-                )));
+                )))?
+                .reuse(&key, &dag.name);
         }
 
         if !ready_queues.is_empty() {
@@ -242,6 +244,35 @@ impl Store {
             id: run_id,
             status: "queued".to_owned(),
             created: true,
+        })
+    }
+}
+
+/// The run that an idempotency key already belongs to.
+#[derive(sqlx::FromRow)]
+struct KeyedRun {
+    id: Uuid,
+    status: String,
+    workflow: String,
+}
+
+impl KeyedRun {
+    /// Returns this run for a repeated submission of the same workflow. A key reused for
+    /// another workflow is rejected, since returning this run would hide that the requested
+    /// workflow never ran.
+    fn reuse(self, key: &str, requested_workflow: &str) -> Result<Submitted> {
+        if self.workflow != requested_workflow {
+            return Err(Error::IdempotencyKeyReused {
+                key: key.to_owned(),
+                run_id: self.id,
+                existing_workflow: self.workflow,
+                requested_workflow: requested_workflow.to_owned(),
+            });
+        }
+        Ok(Submitted {
+            id: self.id,
+            status: self.status,
+            created: false,
         })
     }
 }

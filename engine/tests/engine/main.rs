@@ -7,7 +7,8 @@
 //! - an attempt that exceeds its timeout fails;
 //! - cancelling a run reaches running tasks;
 //! - resuming a failed run reruns only what did not succeed and reuses stored outputs;
-//! - concurrent submissions with one idempotency key create one run.
+//! - concurrent submissions with one idempotency key create one run;
+//! - an idempotency key reused for another workflow is rejected, naming both workflows.
 
 mod services;
 mod support;
@@ -297,6 +298,74 @@ async fn idempotent_submission_under_concurrency() {
         .await
         .expect("count runs");
     assert_eq!(runs, 1);
+}
+
+#[tokio::test]
+async fn idempotency_key_reused_for_other_workflow() {
+    let harness = Harness::start().await;
+    let first = spec(json!({"name": "first", "tasks": [{"name": "t", "kind": "test.echo"}]}));
+    let other = spec(json!({"name": "other", "tasks": [{"name": "t", "kind": "test.echo"}]}));
+    let key = format!("key-{}", uuid::Uuid::new_v4());
+    let submitted = harness
+        .store
+        .submit(
+            Submission::Spec(first.clone()),
+            Value::Null,
+            Some(key.clone()),
+        )
+        .await
+        .expect("the first submission is accepted");
+
+    let err = harness
+        .store
+        .submit(Submission::Spec(other), Value::Null, Some(key.clone()))
+        .await
+        .expect_err("a key reused for another workflow is rejected");
+    match &err {
+        caraml_engine::Error::IdempotencyKeyReused {
+            key: reused,
+            run_id,
+            existing_workflow,
+            requested_workflow,
+        } => {
+            assert_eq!(reused, &key);
+            assert_eq!(*run_id, submitted.id, "the error names the existing run");
+            assert_eq!(existing_workflow, "first");
+            assert_eq!(requested_workflow, "other");
+        }
+        other => panic!("expected IdempotencyKeyReused, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(&key),
+        "the message names the key: {message}"
+    );
+    assert!(
+        message.contains("new idempotency_key"),
+        "and the fix: {message}"
+    );
+
+    let err = harness
+        .store
+        .submit(
+            Submission::Workflow("missing".to_owned()),
+            Value::Null,
+            Some(key.clone()),
+        )
+        .await
+        .expect_err("a registered workflow name is compared too");
+    assert!(
+        matches!(err, caraml_engine::Error::IdempotencyKeyReused { .. }),
+        "{err:?}"
+    );
+
+    let again = harness
+        .store
+        .submit(Submission::Spec(first), Value::Null, Some(key))
+        .await
+        .expect("the same workflow with the same key is accepted");
+    assert_eq!(again.id, submitted.id, "and returns the first run");
+    assert!(!again.created);
 }
 
 #[tokio::test]
