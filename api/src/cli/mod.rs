@@ -11,6 +11,7 @@ macro_rules! say {
 mod client;
 mod follow;
 mod serve;
+mod services;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -51,6 +52,9 @@ enum Command {
     /// Inspect stored workflows through the API.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Start, replace, restart, stop and list long-lived services.
+    #[command(subcommand)]
+    Service(ServiceCommand),
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +206,59 @@ enum RunCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// List services with their status and address.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one service.
+    Get {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a service from a spec FILE or a registered --workflow with one service task.
+    Create {
+        name: String,
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        workflow: Option<String>,
+        /// Run input as JSON.
+        #[arg(long)]
+        input: Option<String>,
+        /// How long a replaced version keeps serving after the switch.
+        #[arg(long, default_value_t = 2.0)]
+        drain_seconds: f64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replace a service by a new version with no gap: the new one takes over once ready.
+    Replace {
+        name: String,
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        workflow: Option<String>,
+        #[arg(long)]
+        input: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Restart a service with no gap, or start a stopped one again.
+    Restart {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a service.
+    Stop {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum WorkflowCommand {
     /// List the newest version of every stored workflow.
     List {
@@ -235,6 +292,7 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Migrate(args) => serve::migrate(args).await,
             Command::Run(command) => client::run(command).await,
             Command::Workflow(command) => workflows::run(command).await,
+            Command::Service(command) => services::run(command).await,
         }
     });
     match result {

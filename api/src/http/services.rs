@@ -37,7 +37,9 @@ struct ReplaceRequest {
     input: Value,
 }
 
-pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Vec<ServiceView>>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ServiceView>>, ApiError> {
     Ok(Json(state.store.list_services().await?))
 }
 
@@ -62,7 +64,12 @@ pub(crate) async fn create(
     let submission = submission(request.workflow, request.spec)?;
     let service = state
         .store
-        .create_service(&request.name, submission, request.input, Duration::from_secs_f64(drain))
+        .create_service(
+            &request.name,
+            submission,
+            request.input,
+            Duration::from_secs_f64(drain),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(service)))
 }
@@ -96,7 +103,8 @@ pub(crate) async fn stop(
     Ok(Json(state.store.stop_service(&name).await?))
 }
 
-const CREATE_SHAPE: &str = r#"{"name": NAME, "workflow": NAME or "spec": {...}, "input": {...}, "drain_seconds": 2}"#;
+const CREATE_SHAPE: &str =
+    r#"{"name": NAME, "workflow": NAME or "spec": {...}, "input": {...}, "drain_seconds": 2}"#;
 const REPLACE_SHAPE: &str = r#"{"workflow": NAME or "spec": {...}, "input": {...}}"#;
 
 fn parse_body<T: DeserializeOwned>(body: Value, shape: &str) -> Result<T, ApiError> {
