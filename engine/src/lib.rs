@@ -12,6 +12,7 @@
 //! - Run tasks with a [`Worker`].
 
 mod builtin;
+mod clock;
 mod error;
 pub mod metrics;
 pub mod postgres;
@@ -25,6 +26,7 @@ mod worker;
 mod workflow;
 
 pub use builtin::{Sleep, SleepInput};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use registry::Registry;
 pub use retry::MAX_INLINE_OUTPUT_BYTES;

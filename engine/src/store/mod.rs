@@ -38,6 +38,7 @@ pub use query::{
 };
 pub use submit::{Submission, Submitted};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 
 /// Channel on which the engine announces tasks that became ready. The payload is the queue
@@ -56,6 +57,7 @@ pub struct Store {
     cache: Arc<catalog::Cache>,
     local_ready: Arc<tokio::sync::Notify>,
     local_workers: Arc<eager::LocalWorkers>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Store {
@@ -65,7 +67,19 @@ impl Store {
             cache: Arc::default(),
             local_ready: Arc::default(),
             local_workers: Arc::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Replaces the clock that decides when schedules are due, which is the system clock
+    /// unless a test sets another.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Connects with a pool of at most `max_connections`.
