@@ -10,6 +10,8 @@
 //!   [`WorkflowSpec`] in JSON or YAML.
 //! - Store runs and act on them through [`Store`].
 //! - Run tasks with a [`Worker`].
+//! - Start runs on cron schedules with [`Store::create_schedule`]; every worker runs a
+//!   [`Scheduler`] that starts them.
 
 mod builtin;
 mod clock;
@@ -18,6 +20,7 @@ pub mod metrics;
 pub mod postgres;
 mod registry;
 mod retry;
+mod schedule;
 pub mod spec;
 mod store;
 mod task;
@@ -30,10 +33,14 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use registry::Registry;
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
+pub use schedule::{
+    Fired, MISSED_TICK_GRACE, MissedTicks, NewSchedule, ScheduleView, Scheduler, SchedulerBuilder,
+    SchedulerOptions, tick_key,
+};
 pub use spec::{RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
     CANCEL_CHANNEL, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage, RunView,
-    Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
+    SCHEDULES_CHANNEL, Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

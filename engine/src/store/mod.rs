@@ -10,6 +10,8 @@
 //!   transaction.
 //! - Transactions that touch several runs lock the run rows first, in id order, so
 //!   concurrent completions cannot deadlock on shared rows.
+//! - A scheduled run is stored in the transaction that claims its schedule with
+//!   `FOR UPDATE SKIP LOCKED` and moves the schedule past the tick.
 
 mod catalog;
 mod claim;
@@ -18,6 +20,7 @@ mod control;
 mod eager;
 mod lease;
 mod query;
+mod schedules;
 mod submit;
 #[cfg(test)]
 mod tests;
@@ -47,6 +50,10 @@ pub const READY_CHANNEL: &str = "caraml_ready";
 
 /// Channel on which the engine announces cancelled runs; the payload is the run id.
 pub const CANCEL_CHANNEL: &str = "caraml_cancel";
+
+/// Channel on which the engine announces created, paused, resumed and deleted schedules;
+/// the payload is the schedule name.
+pub const SCHEDULES_CHANNEL: &str = "caraml_schedules";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 

@@ -9,6 +9,7 @@
 //! - resuming a failed run reruns only what did not succeed and reuses stored outputs;
 //! - concurrent submissions with one idempotency key create one run.
 
+mod schedules;
 mod support;
 
 use std::time::Duration;
