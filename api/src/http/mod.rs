@@ -2,6 +2,7 @@
 
 mod error;
 mod runs;
+mod schedules;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +45,7 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/workflows", get(runs::workflows))
         .route("/v1/workers", get(runs::workers))
+        .merge(schedules::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -107,7 +109,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
-        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers)",
+        "no endpoint at {}; the API lives under /v1 (runs, schedules, workflows, workers)",
         uri.path()
     ))
 }
