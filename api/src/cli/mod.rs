@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod client;
 mod follow;
+mod schedules;
 mod serve;
 
 use std::net::SocketAddr;
@@ -47,6 +48,9 @@ enum Command {
     /// Submit, inspect and control runs through the API.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Create, list, pause, resume and delete cron schedules through the API.
+    #[command(subcommand)]
+    Schedule(schedules::ScheduleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +210,7 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Worker(args) => serve::worker(args, registry).await,
             Command::Migrate(args) => serve::migrate(args).await,
             Command::Run(command) => client::run(command).await,
+            Command::Schedule(command) => schedules::run(command).await,
         }
     });
     match result {
