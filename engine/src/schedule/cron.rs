@@ -128,6 +128,28 @@ mod tests {
     }
 
     #[test]
+    fn daylight_saving_days_run_a_fixed_time_once() {
+        // Berlin skips 02:00 to 03:00 on 2031-03-30: the 02:00 tick moves to the end of the
+        // gap, 03:00 CEST.
+        let spring = CronSchedule::parse("0 2 * * *", "Europe/Berlin").expect("valid");
+        assert_eq!(
+            spring.next_after(at("2031-03-29T12:00:00Z")),
+            Some(at("2031-03-30T01:00:00Z"))
+        );
+        // Berlin repeats 02:00 to 03:00 on 2031-10-26: 02:30 runs at its first pass only.
+        let autumn = CronSchedule::parse("30 2 * * *", "Europe/Berlin").expect("valid");
+        let first = autumn
+            .next_after(at("2031-10-25T12:00:00Z"))
+            .expect("a tick");
+        assert_eq!(first, at("2031-10-26T00:30:00Z"));
+        assert_eq!(
+            autumn.next_after(first),
+            Some(at("2031-10-27T01:30:00Z")),
+            "the repeated 02:30 does not run again"
+        );
+    }
+
+    #[test]
     fn day_of_week_zero_is_sunday() {
         let cron = CronSchedule::parse("0 12 * * 0", "UTC").expect("valid");
         // 2031-01-01 is a Wednesday; the next Sunday is January 5.
