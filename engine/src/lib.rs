@@ -10,6 +10,8 @@
 //!   [`WorkflowSpec`] in JSON or YAML.
 //! - Store runs and act on them through [`Store`].
 //! - Run tasks with a [`Worker`].
+//! - Start runs on cron schedules with [`Store::create_schedule`]; every worker runs a
+//!   [`Scheduler`] that starts them.
 
 mod builtin;
 mod clock;
@@ -18,6 +20,7 @@ pub mod metrics;
 pub mod postgres;
 mod registry;
 mod retry;
+mod schedule;
 mod service;
 pub mod spec;
 mod store;
@@ -30,16 +33,20 @@ mod workflow;
 pub use builtin::{
     Approval, ApprovalDecision, ApprovalInput, Sleep, SleepInput, Timer, TimerInput,
 };
-pub use clock::Clock;
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{Error, Result};
 pub use registry::Registry;
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
+pub use schedule::{
+    Fired, MISSED_TICK_GRACE, MissedTicks, NewSchedule, ScheduleView, Scheduler, SchedulerBuilder,
+    SchedulerOptions, tick_key,
+};
 pub use service::{HttpServe, HttpServeInput};
 pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
     CANCEL_CHANNEL, ChildView, Delivered, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES,
-    RunFilter, RunPage, RunView, ServiceView, SignalView, Store, Submission, Submitted, TaskView,
-    WorkerRecord, WorkflowView,
+    RunFilter, RunPage, RunView, SCHEDULES_CHANNEL, ServiceView, SignalView, Store, Submission,
+    Submitted, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

@@ -10,7 +10,7 @@
 //! effect before a wait idempotent (see [`TaskContext::idempotency_key`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, after};
 use crate::spec::check_name;
 use crate::store::{ChildState, Store};
 use crate::task::{ErrorKind, TaskContext, TaskError};
@@ -66,13 +66,13 @@ pub(crate) struct WaitState {
 #[derive(Debug)]
 pub(crate) struct Durable {
     pub(crate) store: Store,
-    pub(crate) clock: Clock,
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) task_idx: i32,
     pub(crate) state: Mutex<WaitState>,
 }
 
 impl Durable {
-    pub(crate) fn new(store: Store, clock: Clock, task_idx: i32, waits: &Value) -> Self {
+    pub(crate) fn new(store: Store, clock: Arc<dyn Clock>, task_idx: i32, waits: &Value) -> Self {
         // Records that do not parse are dropped rather than failing the task: the waits
         // then start over, which is what a task running for the first time does.
         let waits = serde_json::from_value(waits.clone()).unwrap_or_default();
@@ -115,7 +115,7 @@ impl TaskContext {
                 .waits
                 .timers
                 .entry(key.to_owned())
-                .or_insert_with(|| durable.clock.after(duration))
+                .or_insert_with(|| after(durable.clock.as_ref(), duration))
         };
         self.wait_for_deadline(durable, key, deadline)
     }
@@ -171,7 +171,7 @@ impl TaskContext {
                 .waits
                 .signals
                 .entry(name.to_owned())
-                .or_insert_with(|| durable.clock.after(timeout))
+                .or_insert_with(|| after(durable.clock.as_ref(), timeout))
         };
         if durable.clock.now() >= deadline {
             return Ok(None);

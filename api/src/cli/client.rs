@@ -20,12 +20,7 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
             client,
         } => {
             let api = Api::new(&client)?;
-            let input: Value = match input {
-                Some(text) => serde_json::from_str(&text).map_err(|err| {
-                    format!("--input is not valid JSON: {err}; pass JSON such as '{{\"key\": 1}}'")
-                })?,
-                None => Value::Null,
-            };
+            let input = parse_input(input)?;
             let mut body = json!({"input": input, "idempotency_key": idempotency_key});
             match (file, workflow) {
                 (Some(path), None) => {
@@ -153,13 +148,27 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
     }
 }
 
-async fn print_call(client: &ClientArgs, method: Method, path: &str) -> Result<ExitCode, String> {
+/// Parses the `--input` flag; a missing flag is a `null` input.
+pub(super) fn parse_input(input: Option<String>) -> Result<Value, String> {
+    match input {
+        Some(text) => serde_json::from_str(&text).map_err(|err| {
+            format!("--input is not valid JSON: {err}; pass JSON such as '{{\"key\": 1}}'")
+        }),
+        None => Ok(Value::Null),
+    }
+}
+
+pub(super) async fn print_call(
+    client: &ClientArgs,
+    method: Method,
+    path: &str,
+) -> Result<ExitCode, String> {
     let api = Api::new(client)?;
     say!("{}", pretty(&api.call(method, path, None).await?));
     Ok(ExitCode::SUCCESS)
 }
 
-async fn print_post(client: &ClientArgs, path: &str) -> Result<ExitCode, String> {
+pub(super) async fn print_post(client: &ClientArgs, path: &str) -> Result<ExitCode, String> {
     let api = Api::new(client)?;
     say!(
         "{}",
@@ -168,12 +177,12 @@ async fn print_post(client: &ClientArgs, path: &str) -> Result<ExitCode, String>
     Ok(ExitCode::SUCCESS)
 }
 
-fn pretty(value: &Value) -> String {
+pub(super) fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// Percent-encodes a value for a URL path segment or query value.
-fn segment(value: &str) -> String {
+pub(super) fn segment(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {

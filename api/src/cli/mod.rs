@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod client;
 mod follow;
+mod schedules;
 mod serve;
 mod services;
 mod workflows;
@@ -55,6 +56,9 @@ enum Command {
     /// Start, replace, restart, stop and list long-lived services.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Create, list, pause, resume and delete cron schedules through the API.
+    #[command(subcommand)]
+    Schedule(schedules::ScheduleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +297,7 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Run(command) => client::run(command).await,
             Command::Workflow(command) => workflows::run(command).await,
             Command::Service(command) => services::run(command).await,
+            Command::Schedule(command) => schedules::run(command).await,
         }
     });
     match result {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use caraml_engine::postgres::LocalCluster;
-use caraml_engine::{Registry, RunView, Store, Submission, Worker, WorkerOptions};
+use caraml_engine::{Registry, RunView, Scheduler, Store, Submission, Worker, WorkerOptions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -43,9 +43,19 @@ pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitC
     register(&store, &registry).await?;
     let shutdown = shutdown_on_signal();
     let listener = bind(&args).await?;
-    crate::http::serve(listener, store, args.body_limit_bytes, shutdown)
-        .await
-        .map_err(|err| format!("the API server failed: {err}"))?;
+    // The API process starts scheduled runs too, so schedules keep their ticks while no
+    // worker runs; the runs wait for a worker like any other.
+    let scheduler = tokio::spawn(
+        Scheduler::builder(store.clone())
+            .build()
+            .run(shutdown.clone()),
+    );
+    let served = crate::http::serve(listener, store, args.body_limit_bytes, shutdown.clone()).await;
+    shutdown.cancel();
+    if scheduler.await.is_err() {
+        eprintln!("warning: the scheduler panicked");
+    }
+    served.map_err(|err| format!("the API server failed: {err}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 mod error;
 mod extract;
 mod runs;
+mod schedules;
 mod services;
 mod signals;
 
@@ -54,6 +55,7 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/v1/services/{name}/restart", post(services::restart))
         .route("/v1/services/{name}/stop", post(services::stop))
         .route("/v1/workers", get(runs::workers))
+        .merge(schedules::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -117,7 +119,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
-        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers)",
+        "no endpoint at {}; the API lives under /v1 (runs, schedules, workflows, workers)",
         uri.path()
     ))
 }

@@ -10,6 +10,8 @@
 //!   transaction.
 //! - Transactions that touch several runs lock the run rows first, in id order, so
 //!   concurrent completions cannot deadlock on shared rows.
+//! - A scheduled run is stored in the transaction that claims its schedule with
+//!   `FOR UPDATE SKIP LOCKED` and moves the schedule past the tick.
 
 mod catalog;
 mod claim;
@@ -18,6 +20,7 @@ mod control;
 mod eager;
 mod lease;
 mod query;
+mod schedules;
 mod services;
 mod submit;
 #[cfg(test)]
@@ -44,6 +47,7 @@ pub use submit::{Submission, Submitted};
 pub(crate) use waits::ChildState;
 pub use waits::{Delivered, SignalView};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
 
 /// Channel on which the engine announces tasks that became ready. The payload is the queue
@@ -52,6 +56,10 @@ pub const READY_CHANNEL: &str = "caraml_ready";
 
 /// Channel on which the engine announces cancelled runs; the payload is the run id.
 pub const CANCEL_CHANNEL: &str = "caraml_cancel";
+
+/// Channel on which the engine announces created, paused, resumed and deleted schedules;
+/// the payload is the schedule name.
+pub const SCHEDULES_CHANNEL: &str = "caraml_schedules";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
@@ -62,6 +70,7 @@ pub struct Store {
     cache: Arc<catalog::Cache>,
     local_ready: Arc<tokio::sync::Notify>,
     local_workers: Arc<eager::LocalWorkers>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Store {
@@ -71,7 +80,19 @@ impl Store {
             cache: Arc::default(),
             local_ready: Arc::default(),
             local_workers: Arc::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Replaces the clock that decides when schedules are due, which is the system clock
+    /// unless a test sets another.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// Connects with a pool of at most `max_connections`.

@@ -2,6 +2,7 @@
 //! in one transaction.
 
 use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor};
 use std::collections::HashSet;
 use uuid::Uuid;
 
@@ -91,13 +92,7 @@ impl Store {
     ) -> Result<Submitted> {
         let run_id = Uuid::now_v7();
         let columns = TaskColumns::from_dag(dag, &input)?;
-        let ready_queues: HashSet<&str> = dag
-            .nodes
-            .iter()
-            .filter(|node| node.parents.is_empty())
-            .map(|node| node.queue.as_str())
-            .collect();
-        let mut ready_queues: Vec<&str> = ready_queues.into_iter().collect();
+        let mut ready_queues = root_queues(dag);
 
         // A single root task may start at once on an idle worker of this process.
         let mut roots = dag
@@ -116,92 +111,27 @@ impl Store {
         if eager.is_some() {
             ready_queues.clear();
         }
-        let eager_idx = eager.as_ref().map_or(-1, |(idx, _, _)| *idx as i32);
-
-        // One statement, so the run, its tasks, its first event and the wake-up of workers
-        // commit together in a single round trip. ON CONFLICT waits for a concurrent insert
-        // of the same idempotency key to commit and then inserts nothing, so racing
-        // submissions all see the first run.
-        let inserted: Option<(Uuid,)> = sqlx::query_as(
-            "WITH run AS (
-                INSERT INTO runs (id, workflow, workflow_version, status, input, idempotency_key, tasks_total)
-                VALUES ($1, $2, $3, 'queued', $4, $5, $6)
-                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                RETURNING id
-            ),
-            tasks AS (
-                INSERT INTO task_runs (run_id, idx, name, kind, status, queue, priority, pending_parents,
-                                       parents, children, input, max_attempts, initial_backoff_ms,
-                                       max_backoff_ms, timeout_ms, attempt_limit, attempt,
-                                       attempt_id, worker_id, lease_expires_at, started_at,
-                                       concurrency_key, concurrency_limit)
-                SELECT $1, t.idx, t.name, t.kind,
-                       CASE WHEN t.idx = $23 THEN 'running' ELSE t.status END,
-                       t.queue, t.priority, t.pending,
-                       t.parents::int4[], t.children::int4[], t.input, t.max_attempts,
-                       t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms, t.max_attempts,
-                       CASE WHEN t.idx = $23 THEN 1 ELSE 0 END,
-                       CASE WHEN t.idx = $23 THEN $24::uuid END,
-                       CASE WHEN t.idx = $23 THEN $25::uuid END,
-                       CASE WHEN t.idx = $23 THEN now() + $26 * interval '1 millisecond' END,
-                       CASE WHEN t.idx = $23 THEN now() END,
-                       t.concurrency_key, t.concurrency_limit
-                FROM unnest($7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
-                            $13::int4[], $14::text[], $15::text[], $16::jsonb[], $17::int4[], $18::int4[],
-                            $19::int4[], $20::int4[], $27::text[], $28::int4[])
-                     AS t(idx, name, kind, status, queue, priority, pending, parents, children, input,
-                          max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms,
-                          concurrency_key, concurrency_limit)
-                WHERE EXISTS (SELECT 1 FROM run)
-            ),
-            keys AS (
-                INSERT INTO concurrency_keys (key)
-                SELECT DISTINCT k FROM unnest($27::text[]) AS k
-                WHERE k IS NOT NULL AND EXISTS (SELECT 1 FROM run)
-                ON CONFLICT (key) DO NOTHING
-            ),
-            event AS (
-                INSERT INTO events (run_id, kind, task_idx, attempt)
-                SELECT id, 'run.queued', NULL::int4, NULL::int4 FROM run
-                UNION ALL
-                SELECT id, 'task.running', $23, 1 FROM run WHERE $23 >= 0
-            ),
-            woken AS (
-                SELECT count(pg_notify($21, queue)) AS queues
-                FROM unnest($22::text[]) AS queue
-                WHERE EXISTS (SELECT 1 FROM run)
-            )
-            SELECT run.id FROM run, woken",
+        let claim = eager
+            .as_ref()
+            .map_or(EagerClaim::NONE, |(idx, _, pick)| EagerClaim {
+                idx: *idx as i32,
+                attempt_id: Some(pick.attempt_id),
+                worker_id: Some(pick.worker_id),
+                lease_ms: pick.lease.as_millis() as f64,
+            });
+        let inserted = insert_run_rows(
+            &self.pool,
+            RunRows {
+                run_id,
+                dag,
+                version,
+                input: &input,
+                idempotency_key: idempotency_key.as_deref(),
+                columns: &columns,
+                ready_queues: &ready_queues,
+                eager: claim,
+            },
         )
-        .bind(run_id)
-        .bind(&dag.name)
-        .bind(version)
-        .bind(&input)
-        .bind(&idempotency_key)
-        .bind(dag.nodes.len() as i32)
-        .bind(&columns.idx)
-        .bind(&columns.name)
-        .bind(&columns.kind)
-        .bind(&columns.status)
-        .bind(&columns.queue)
-        .bind(&columns.priority)
-        .bind(&columns.pending)
-        .bind(&columns.parents)
-        .bind(&columns.children)
-        .bind(&columns.input)
-        .bind(&columns.max_attempts)
-        .bind(&columns.initial_backoff_ms)
-        .bind(&columns.max_backoff_ms)
-        .bind(&columns.timeout_ms)
-        .bind(READY_CHANNEL)
-        .bind(&ready_queues)
-        .bind(eager_idx)
-        .bind(eager.as_ref().map(|(_, _, pick)| pick.attempt_id))
-        .bind(eager.as_ref().map(|(_, _, pick)| pick.worker_id))
-        .bind(eager.as_ref().map_or(0.0, |(_, _, pick)| pick.lease.as_millis() as f64))
-        .bind(&columns.concurrency_key)
-        .bind(&columns.concurrency_limit)
-        .fetch_optional(&self.pool)
         .await?;
         if inserted.is_none() {
             let key = idempotency_key.unwrap_or_default();
@@ -246,6 +176,199 @@ impl Store {
             created: true,
         })
     }
+
+    /// Stores a run that a schedule started, in the caller's transaction, and returns its id
+    /// and whether it is new: a run under the same idempotency key is returned instead. The
+    /// root tasks are not dispatched eagerly, because the rows are not committed yet; workers
+    /// learn of them from the notification sent at commit.
+    pub(crate) async fn insert_scheduled_run(
+        &self,
+        conn: &mut PgConnection,
+        dag: &Dag,
+        version: &str,
+        input: &Value,
+        idempotency_key: &str,
+    ) -> Result<(Uuid, bool)> {
+        let run_id = Uuid::now_v7();
+        let columns = TaskColumns::from_dag(dag, input)?;
+        let ready_queues = root_queues(dag);
+        let inserted = insert_run_rows(
+            &mut *conn,
+            RunRows {
+                run_id,
+                dag,
+                version,
+                input,
+                idempotency_key: Some(idempotency_key),
+                columns: &columns,
+                ready_queues: &ready_queues,
+                eager: EagerClaim::NONE,
+            },
+        )
+        .await?;
+        if inserted.is_some() {
+            return Ok((run_id, true));
+        }
+        let existing: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM runs WHERE idempotency_key = $1")
+                .bind(idempotency_key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let (id,) = existing.ok_or_else(|| {
+            Error::Conflict(format!(
+                "a run with idempotency_key `{idempotency_key}` was being created and then rolled back; the next scheduler pass starts it again"
+            ))
+        })?;
+        Ok((id, false))
+    }
+}
+
+/// Returns the distinct queues of the DAG's root tasks, which are ready as soon as the run
+/// is stored.
+fn root_queues(dag: &Dag) -> Vec<&str> {
+    let queues: HashSet<&str> = dag
+        .nodes
+        .iter()
+        .filter(|node| node.parents.is_empty())
+        .map(|node| node.queue.as_str())
+        .collect();
+    queues.into_iter().collect()
+}
+
+/// A single root task stored as already claimed by a worker of this process.
+struct EagerClaim {
+    /// Index of the task, or -1 when no task is claimed.
+    idx: i32,
+    attempt_id: Option<Uuid>,
+    worker_id: Option<Uuid>,
+    lease_ms: f64,
+}
+
+impl EagerClaim {
+    const NONE: Self = Self {
+        idx: -1,
+        attempt_id: None,
+        worker_id: None,
+        lease_ms: 0.0,
+    };
+}
+
+/// Everything one run insert writes.
+struct RunRows<'a> {
+    run_id: Uuid,
+    dag: &'a Dag,
+    version: &'a str,
+    input: &'a Value,
+    idempotency_key: Option<&'a str>,
+    columns: &'a TaskColumns,
+    /// Queues to notify of ready tasks when the insert commits.
+    ready_queues: &'a [&'a str],
+    eager: EagerClaim,
+}
+
+/// Inserts a run with its task runs and first events, and notifies the queues of its ready
+/// tasks. Returns `None`, and inserts nothing, when a run with the idempotency key exists.
+async fn insert_run_rows<'e>(
+    executor: impl PgExecutor<'e>,
+    rows: RunRows<'_>,
+) -> Result<Option<Uuid>> {
+    let RunRows {
+        run_id,
+        dag,
+        version,
+        input,
+        idempotency_key,
+        columns,
+        ready_queues,
+        eager,
+    } = rows;
+
+    // One statement, so the run, its tasks, its first event and the wake-up of workers
+    // commit together in a single round trip. ON CONFLICT waits for a concurrent insert
+    // of the same idempotency key to commit and then inserts nothing, so racing
+    // submissions all see the first run.
+    let inserted: Option<(Uuid,)> = sqlx::query_as(
+        "WITH run AS (
+            INSERT INTO runs (id, workflow, workflow_version, status, input, idempotency_key, tasks_total)
+            VALUES ($1, $2, $3, 'queued', $4, $5, $6)
+            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING id
+        ),
+        tasks AS (
+            INSERT INTO task_runs (run_id, idx, name, kind, status, queue, priority, pending_parents,
+                                   parents, children, input, max_attempts, initial_backoff_ms,
+                                   max_backoff_ms, timeout_ms, attempt_limit, attempt,
+                                   attempt_id, worker_id, lease_expires_at, started_at,
+                                   concurrency_key, concurrency_limit)
+            SELECT $1, t.idx, t.name, t.kind,
+                   CASE WHEN t.idx = $23 THEN 'running' ELSE t.status END,
+                   t.queue, t.priority, t.pending,
+                   t.parents::int4[], t.children::int4[], t.input, t.max_attempts,
+                   t.initial_backoff_ms, t.max_backoff_ms, t.timeout_ms, t.max_attempts,
+                   CASE WHEN t.idx = $23 THEN 1 ELSE 0 END,
+                   CASE WHEN t.idx = $23 THEN $24::uuid END,
+                   CASE WHEN t.idx = $23 THEN $25::uuid END,
+                   CASE WHEN t.idx = $23 THEN now() + $26 * interval '1 millisecond' END,
+                   CASE WHEN t.idx = $23 THEN now() END,
+                   t.concurrency_key, t.concurrency_limit
+            FROM unnest($7::int4[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int2[],
+                        $13::int4[], $14::text[], $15::text[], $16::jsonb[], $17::int4[], $18::int4[],
+                        $19::int4[], $20::int4[], $27::text[], $28::int4[])
+                 AS t(idx, name, kind, status, queue, priority, pending, parents, children, input,
+                      max_attempts, initial_backoff_ms, max_backoff_ms, timeout_ms,
+                      concurrency_key, concurrency_limit)
+            WHERE EXISTS (SELECT 1 FROM run)
+        ),
+        keys AS (
+            INSERT INTO concurrency_keys (key)
+            SELECT DISTINCT k FROM unnest($27::text[]) AS k
+            WHERE k IS NOT NULL AND EXISTS (SELECT 1 FROM run)
+            ON CONFLICT (key) DO NOTHING
+        ),
+        event AS (
+            INSERT INTO events (run_id, kind, task_idx, attempt)
+            SELECT id, 'run.queued', NULL::int4, NULL::int4 FROM run
+            UNION ALL
+            SELECT id, 'task.running', $23, 1 FROM run WHERE $23 >= 0
+        ),
+        woken AS (
+            SELECT count(pg_notify($21, queue)) AS queues
+            FROM unnest($22::text[]) AS queue
+            WHERE EXISTS (SELECT 1 FROM run)
+        )
+        SELECT run.id FROM run, woken",
+    )
+    .bind(run_id)
+    .bind(&dag.name)
+    .bind(version)
+    .bind(input)
+    .bind(idempotency_key)
+    .bind(dag.nodes.len() as i32)
+    .bind(&columns.idx)
+    .bind(&columns.name)
+    .bind(&columns.kind)
+    .bind(&columns.status)
+    .bind(&columns.queue)
+    .bind(&columns.priority)
+    .bind(&columns.pending)
+    .bind(&columns.parents)
+    .bind(&columns.children)
+    .bind(&columns.input)
+    .bind(&columns.max_attempts)
+    .bind(&columns.initial_backoff_ms)
+    .bind(&columns.max_backoff_ms)
+    .bind(&columns.timeout_ms)
+    .bind(READY_CHANNEL)
+    .bind(ready_queues)
+    .bind(eager.idx)
+    .bind(eager.attempt_id)
+    .bind(eager.worker_id)
+    .bind(eager.lease_ms)
+    .bind(&columns.concurrency_key)
+    .bind(&columns.concurrency_limit)
+    .fetch_optional(executor)
+    .await?;
+    Ok(inserted.map(|(id,)| id))
 }
 
 /// The run that an idempotency key already belongs to.

@@ -162,7 +162,7 @@ async fn execute(
         .collect();
     let durable = Arc::new(Durable::new(
         shared.store.clone(),
-        shared.options.clock.clone(),
+        Arc::clone(shared.store.clock()),
         task.idx,
         &task.waits,
     ));

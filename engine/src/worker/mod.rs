@@ -17,10 +17,10 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::clock::Clock;
 use crate::error::Result;
 use crate::metrics;
 use crate::registry::Registry;
+use crate::schedule::Scheduler;
 use crate::spec::DEFAULT_QUEUE;
 use crate::store::{ClaimedTask, LocalWorker, Registration, Store, WorkerRecord};
 
@@ -53,9 +53,9 @@ pub struct WorkerOptions {
     /// Whether runs submitted through the same [`Store`] in this process may start their
     /// single root task on this worker directly while it is idle, skipping the claim.
     pub eager: bool,
-    /// The time that timers and wait timeouts are measured against. Tests move it forward
-    /// instead of sleeping.
-    pub clock: Clock,
+    /// Whether the worker also runs a [`Scheduler`] that starts the runs of due schedule
+    /// ticks, on any queue.
+    pub schedules: bool,
 }
 
 impl Default for WorkerOptions {
@@ -71,7 +71,7 @@ impl Default for WorkerOptions {
             max_batch: 500,
             grace: Duration::from_secs(10),
             eager: true,
-            clock: Clock::system(),
+            schedules: true,
         }
     }
 }
@@ -252,6 +252,13 @@ impl Worker {
         let heartbeat = tokio::spawn(leases::heartbeat(Arc::clone(&shared), background.clone()));
         let reaper = tokio::spawn(leases::reap(Arc::clone(&shared), background.clone()));
         let flusher = tokio::spawn(flush::run(Arc::clone(&shared), outcomes_rx));
+        let scheduler = shared.options.schedules.then(|| {
+            tokio::spawn(
+                Scheduler::builder(shared.store.clone())
+                    .build()
+                    .run(shutdown.clone()),
+            )
+        });
         let eager = shared.options.eager.then(|| {
             let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
             let as_local: Arc<dyn LocalWorker> = Arc::clone(&shared) as Arc<dyn LocalWorker>;
@@ -284,7 +291,7 @@ impl Worker {
             tracing::error!(worker.id = %shared.worker_id, "result writer panicked during shutdown");
         }
         background.cancel();
-        for handle in [listener, heartbeat, reaper] {
+        for handle in [listener, heartbeat, reaper].into_iter().chain(scheduler) {
             let _ = handle.await;
         }
         if let Err(err) = shared.store.stop_worker(shared.worker_id).await {
@@ -373,7 +380,7 @@ async fn claim_loop(
                     room,
                     shared.worker_id,
                     options.lease,
-                    options.clock.now(),
+                    shared.store.clock().now(),
                 )
                 .await
             {
@@ -502,7 +509,7 @@ fn mark_runs_started(shared: &Arc<Shared>, tasks: &[ClaimedTask]) {
 }
 
 /// Exponential pause after repeated failures: 100 ms doubling up to 5 s.
-fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let millis = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(6));
     Duration::from_millis(millis.min(5_000))
 }

@@ -10,6 +10,7 @@
 //! - concurrent submissions with one idempotency key create one run;
 //! - an idempotency key reused for another workflow is rejected, naming both workflows.
 
+mod schedules;
 mod services;
 mod support;
 mod waits;

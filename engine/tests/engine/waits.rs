@@ -2,12 +2,12 @@
 //! stop and restart, and a clock that tests move instead of sleeping.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use caraml_engine::testing::TestDatabase;
 use caraml_engine::{
-    Clock, Registry, RunView, Store, Submission, Task, TaskContext, TaskError, Worker,
+    OffsetClock, Registry, RunView, Store, Submission, Task, TaskContext, TaskError, Worker,
     WorkerOptions, WorkflowSpec,
 };
 use serde_json::{Value, json};
@@ -102,14 +102,14 @@ struct RunningWorker {
 }
 
 impl RunningWorker {
-    fn start(store: &Store, clock: &Clock) -> Self {
-        let worker = Worker::builder(store.clone(), registry())
+    fn start(store: &Store, clock: &OffsetClock) -> Self {
+        let store = store.clone().with_clock(Arc::new(clock.clone()));
+        let worker = Worker::builder(store, registry())
             .options(WorkerOptions {
                 slots: 4,
                 grace: Duration::from_secs(1),
                 poll_interval: Duration::from_millis(100),
                 eager: false,
-                clock: clock.clone(),
                 ..WorkerOptions::default()
             })
             .build();
@@ -199,7 +199,7 @@ async fn event_kinds(store: &Store, run_id: Uuid) -> Vec<String> {
 #[tokio::test]
 async fn timer_survives_worker_restart_and_fires_once() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let first = RunningWorker::start(&db.store, &clock);
     let run = submit(
         &db.store,
@@ -237,7 +237,7 @@ async fn timer_survives_worker_restart_and_fires_once() {
 #[tokio::test]
 async fn waiting_task_gives_its_slot_back() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let worker = RunningWorker::start(&db.store, &clock);
     // Four slots, six waiting timers: an echo task after them still runs.
     let mut waiting = Vec::new();
@@ -271,7 +271,7 @@ async fn waiting_task_gives_its_slot_back() {
 #[tokio::test]
 async fn signal_sent_after_the_wait_wakes_the_task() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let worker = RunningWorker::start(&db.store, &clock);
     let run = submit(
         &db.store,
@@ -296,7 +296,7 @@ async fn signal_sent_after_the_wait_wakes_the_task() {
 #[tokio::test]
 async fn signal_sent_before_the_wait_is_kept() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let run = submit(
         &db.store,
         json!({"name": "gate", "tasks": [
@@ -325,7 +325,7 @@ async fn signal_sent_before_the_wait_is_kept() {
 #[tokio::test]
 async fn rejected_approval_fails_the_gate() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let worker = RunningWorker::start(&db.store, &clock);
     let run = submit(
         &db.store,
@@ -355,7 +355,7 @@ async fn rejected_approval_fails_the_gate() {
 #[tokio::test]
 async fn signal_wait_times_out() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let worker = RunningWorker::start(&db.store, &clock);
     let run = submit(
         &db.store,
@@ -410,7 +410,7 @@ async fn signals_to_unknown_or_finished_runs_are_refused() {
 #[tokio::test]
 async fn concurrency_limit_holds_under_four_workers() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let spec = json!({"name": "deploy", "tasks": [
         {"name": "roll", "kind": "test.hold",
          "concurrency": {"key": "deploy:{endpoint}", "limit": 1}}
@@ -502,7 +502,7 @@ async fn concurrency_key_must_resolve_from_the_run_input() {
 #[tokio::test]
 async fn child_run_result_reaches_the_parent() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let child: WorkflowSpec = serde_json::from_value(json!({"name": "child_echo", "tasks": [
         {"name": "e", "kind": "test.echo", "input": {"n": 1}}
     ]}))
@@ -539,7 +539,7 @@ async fn child_run_result_reaches_the_parent() {
 #[tokio::test]
 async fn cancelling_the_parent_cancels_the_child() {
     let db = database().await;
-    let clock = Clock::system();
+    let clock = OffsetClock::new();
     let child: WorkflowSpec = serde_json::from_value(json!({"name": "child_sleep", "tasks": [
         {"name": "s", "kind": "timer", "input": {"seconds": 3600}}
     ]}))
