@@ -9,13 +9,15 @@
 //! - Define tasks with [`Task`] and workflows with [`WorkflowBuilder`], or write a
 //!   [`WorkflowSpec`] in JSON or YAML.
 //! - Store runs and act on them through [`Store`].
-//! - Run tasks with a [`Worker`].
+//! - Run tasks with a [`Worker`]. Workers also delete finished runs past their retention
+//!   (see [`retention`]).
 
 mod builtin;
 mod error;
 pub mod metrics;
 pub mod postgres;
 mod registry;
+pub mod retention;
 mod retry;
 pub mod spec;
 mod store;
@@ -27,6 +29,7 @@ mod workflow;
 pub use builtin::{Sleep, SleepInput};
 pub use error::{Error, Result};
 pub use registry::Registry;
+pub use retention::{RetentionOptions, SweepOutcome, WorkflowRetention};
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
 pub use spec::{RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{

@@ -17,7 +17,10 @@ mod complete;
 mod control;
 mod eager;
 mod lease;
+#[cfg(test)]
+mod plans;
 mod query;
+mod retention;
 mod submit;
 #[cfg(test)]
 mod tests;

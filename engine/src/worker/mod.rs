@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::metrics;
 use crate::registry::Registry;
+use crate::retention::{self, RetentionOptions};
 use crate::spec::DEFAULT_QUEUE;
 use crate::store::{ClaimedTask, LocalWorker, Registration, Store, WorkerRecord};
 
@@ -52,6 +53,8 @@ pub struct WorkerOptions {
     /// Whether runs submitted through the same [`Store`] in this process may start their
     /// single root task on this worker directly while it is idle, skipping the claim.
     pub eager: bool,
+    /// Deleting finished runs past their retention, which every worker does once a minute.
+    pub retention: RetentionOptions,
 }
 
 impl Default for WorkerOptions {
@@ -67,6 +70,7 @@ impl Default for WorkerOptions {
             max_batch: 500,
             grace: Duration::from_secs(10),
             eager: true,
+            retention: RetentionOptions::default(),
         }
     }
 }
@@ -246,6 +250,11 @@ impl Worker {
         let listener = tokio::spawn(listen::run(Arc::clone(&shared), background.clone()));
         let heartbeat = tokio::spawn(leases::heartbeat(Arc::clone(&shared), background.clone()));
         let reaper = tokio::spawn(leases::reap(Arc::clone(&shared), background.clone()));
+        let sweeper = tokio::spawn(retention::run(
+            shared.store.clone(),
+            shared.options.retention.clone(),
+            background.clone(),
+        ));
         let flusher = tokio::spawn(flush::run(Arc::clone(&shared), outcomes_rx));
         let eager = shared.options.eager.then(|| {
             let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
@@ -279,7 +288,7 @@ impl Worker {
             tracing::error!(worker.id = %shared.worker_id, "result writer panicked during shutdown");
         }
         background.cancel();
-        for handle in [listener, heartbeat, reaper] {
+        for handle in [listener, heartbeat, reaper, sweeper] {
             let _ = handle.await;
         }
         if let Err(err) = shared.store.stop_worker(shared.worker_id).await {

@@ -8,7 +8,10 @@
 //! - cancelling a run reaches running tasks;
 //! - resuming a failed run reruns only what did not succeed and reuses stored outputs;
 //! - concurrent submissions with one idempotency key create one run.
+//!
+//! Retention has a module of its own.
 
+mod retention;
 mod support;
 
 use std::time::Duration;
