@@ -15,6 +15,7 @@ mod catalog;
 mod claim;
 mod complete;
 mod control;
+mod dead_letters;
 mod eager;
 mod lease;
 #[cfg(test)]
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use catalog::WorkerRecord;
 pub(crate) use claim::ClaimedTask;
 pub(crate) use complete::{Fence, Finished};
+pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage};
 pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
 pub use query::{

@@ -9,8 +9,9 @@
 //! - resuming a failed run reruns only what did not succeed and reuses stored outputs;
 //! - concurrent submissions with one idempotency key create one run.
 //!
-//! Retention has a module of its own.
+//! Retention and dead letters have modules of their own.
 
+mod dead_letters;
 mod retention;
 mod support;
 
