@@ -33,9 +33,9 @@ pub use retention::{RetentionOptions, SweepOutcome, WorkflowRetention};
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
 pub use spec::{RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
-    CANCEL_CHANNEL, DeadLetter, DeadLetterFilter, DeadLetterPage, EventView, MAX_PAGE,
-    READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage, RunView, Store, Submission, Submitted,
-    TaskView, WorkerRecord, WorkflowView,
+    BulkAction, BulkFilter, BulkOutcome, CANCEL_CHANNEL, DeadLetter, DeadLetterFilter,
+    DeadLetterPage, EventView, MAX_BULK, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage,
+    RunView, SkippedRun, Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

@@ -11,6 +11,7 @@
 //! - Transactions that touch several runs lock the run rows first, in id order, so
 //!   concurrent completions cannot deadlock on shared rows.
 
+mod bulk;
 mod catalog;
 mod claim;
 mod complete;
@@ -32,6 +33,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use bulk::{BulkAction, BulkFilter, BulkOutcome, MAX_BULK, SkippedRun};
 pub use catalog::WorkerRecord;
 pub(crate) use claim::ClaimedTask;
 pub(crate) use complete::{Fence, Finished};

@@ -9,8 +9,9 @@
 //! - resuming a failed run reruns only what did not succeed and reuses stored outputs;
 //! - concurrent submissions with one idempotency key create one run.
 //!
-//! Retention and dead letters have modules of their own.
+//! Retention, dead letters and bulk actions have modules of their own.
 
+mod bulk;
 mod dead_letters;
 mod retention;
 mod support;
