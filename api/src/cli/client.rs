@@ -6,7 +6,7 @@ use caraml_engine::RunView;
 use reqwest::{Client, Method, Response};
 use serde_json::{Value, json};
 
-use super::{ClientArgs, RunCommand, follow};
+use super::{ClientArgs, RunCommand, follow, operations};
 
 pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
     match command {
@@ -93,11 +93,11 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        RunCommand::Cancel { id, client } => {
-            print_post(&client, &format!("/v1/runs/{}/cancel", segment(&id))).await
+        RunCommand::Cancel { id, filter, client } => {
+            operations::run_action("cancel", id, &filter, &client).await
         }
-        RunCommand::Retry { id, client } => {
-            print_post(&client, &format!("/v1/runs/{}/retry", segment(&id))).await
+        RunCommand::Retry { id, filter, client } => {
+            operations::run_action("retry", id, &filter, &client).await
         }
         RunCommand::Events { id, client } => {
             let api = Api::new(&client)?;
@@ -138,7 +138,7 @@ async fn print_call(client: &ClientArgs, method: Method, path: &str) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-async fn print_post(client: &ClientArgs, path: &str) -> Result<ExitCode, String> {
+pub(super) async fn print_post(client: &ClientArgs, path: &str) -> Result<ExitCode, String> {
     let api = Api::new(client)?;
     say!(
         "{}",
@@ -147,12 +147,12 @@ async fn print_post(client: &ClientArgs, path: &str) -> Result<ExitCode, String>
     Ok(ExitCode::SUCCESS)
 }
 
-fn pretty(value: &Value) -> String {
+pub(super) fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// Percent-encodes a value for a URL path segment or query value.
-fn segment(value: &str) -> String {
+pub(super) fn segment(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
@@ -164,13 +164,13 @@ fn segment(value: &str) -> String {
     encoded
 }
 
-struct Api {
+pub(super) struct Api {
     client: Client,
     base: String,
 }
 
 impl Api {
-    fn new(args: &ClientArgs) -> Result<Self, String> {
+    pub(super) fn new(args: &ClientArgs) -> Result<Self, String> {
         let base = args.server.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!(
@@ -184,7 +184,12 @@ impl Api {
         Ok(Self { client, base })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url);
         if let Some(body) = body {
