@@ -5,7 +5,11 @@
 //! PostgreSQL at 127.0.0.1:5432 with trust authentication) and, for the peers, npm; it
 //! prints a table and writes `target/bench/engine.json`. Set `CARAML_BENCH_SKIP_PEERS=1` to
 //! measure the engine alone, or `CARAML_BENCH_ONLY` to one of drain, single, fan, latency,
-//! edge, postgres, idle or peers to run one measurement.
+//! edge, postgres, idle, retention or peers to run one measurement.
+
+// Cargo would build a file directly in benches/ as a benchmark of its own.
+#[path = "engine/retention.rs"]
+mod retention;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -13,7 +17,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use caraml_engine::{
-    Registry, Store, Submission, Task, TaskContext, TaskError, Worker, WorkerOptions, WorkflowSpec,
+    Registry, RetentionOptions, Store, Submission, Task, TaskContext, TaskError, Worker,
+    WorkerOptions, WorkflowSpec,
 };
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
@@ -200,6 +205,10 @@ async fn run() {
         );
     }
 
+    if wanted("retention") {
+        retention::run(&server, &url, &mut report).await;
+    }
+
     if std::env::var("CARAML_BENCH_SKIP_PEERS").is_err() && wanted("peers") {
         peers(&server, &mut report);
     }
@@ -318,6 +327,11 @@ fn start_worker_with(
             slots: SLOTS,
             prefetch,
             eager,
+            // The retention case times drains over a history that a sweep would delete.
+            retention: RetentionOptions {
+                default: None,
+                ..RetentionOptions::default()
+            },
             ..WorkerOptions::default()
         })
         .build();

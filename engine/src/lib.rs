@@ -9,7 +9,8 @@
 //! - Define tasks with [`Task`] and workflows with [`WorkflowBuilder`], or write a
 //!   [`WorkflowSpec`] in JSON or YAML.
 //! - Store runs and act on them through [`Store`].
-//! - Run tasks with a [`Worker`].
+//! - Run tasks with a [`Worker`]. Workers also delete finished runs past their retention
+//!   (see [`retention`]).
 //! - Start runs on cron schedules with [`Store::create_schedule`]; every worker runs a
 //!   [`Scheduler`] that starts them.
 
@@ -19,6 +20,7 @@ mod error;
 pub mod metrics;
 pub mod postgres;
 mod registry;
+pub mod retention;
 mod retry;
 mod schedule;
 mod service;
@@ -36,6 +38,7 @@ pub use builtin::{
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{Error, Result};
 pub use registry::Registry;
+pub use retention::{RetentionOptions, SweepOutcome, WorkflowRetention};
 pub use retry::MAX_INLINE_OUTPUT_BYTES;
 pub use schedule::{
     Fired, MISSED_TICK_GRACE, MissedTicks, NewSchedule, ScheduleView, Scheduler, SchedulerBuilder,
@@ -44,9 +47,10 @@ pub use schedule::{
 pub use service::{HttpServe, HttpServeInput};
 pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
-    CANCEL_CHANNEL, ChildView, Delivered, EventView, MAX_PAGE, READY_CHANNEL, RUN_STATUSES,
-    RunFilter, RunPage, RunView, SCHEDULES_CHANNEL, ServiceView, SignalView, Store, Submission,
-    Submitted, TaskView, WorkerRecord, WorkflowView,
+    BulkAction, BulkFilter, BulkOutcome, CANCEL_CHANNEL, ChildView, DeadLetter, DeadLetterFilter,
+    DeadLetterPage, Delivered, EventView, MAX_BULK, MAX_PAGE, READY_CHANNEL, RUN_STATUSES,
+    RunFilter, RunPage, RunView, SCHEDULES_CHANNEL, ServiceView, SignalView, SkippedRun, Store,
+    Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

@@ -19,10 +19,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-struct Server {
-    base: String,
-    store: Store,
-    client: reqwest::Client,
+pub(super) struct Server {
+    pub(super) base: String,
+    pub(super) store: Store,
+    pub(super) client: reqwest::Client,
     shutdown: CancellationToken,
 }
 
@@ -33,7 +33,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    async fn start() -> Self {
+    pub(super) async fn start() -> Self {
         Self::start_with_limit(caraml::api::http::DEFAULT_BODY_LIMIT).await
     }
 
@@ -67,7 +67,7 @@ impl Server {
         }
     }
 
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(super) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
             .client
             .post(format!("{}{path}", self.base))
@@ -78,7 +78,7 @@ impl Server {
         read(response).await
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(super) async fn get(&self, path: &str) -> (StatusCode, Value) {
         let response = self
             .client
             .get(format!("{}{path}", self.base))
@@ -88,7 +88,7 @@ impl Server {
         read(response).await
     }
 
-    async fn wait_finished(&self, id: &str) -> Value {
+    pub(super) async fn wait_finished(&self, id: &str) -> Value {
         for _ in 0..600 {
             let (status, run) = self.get(&format!("/v1/runs/{id}")).await;
             assert_eq!(status, StatusCode::OK);
@@ -129,14 +129,14 @@ impl Server {
     }
 }
 
-async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+pub(super) async fn read(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.expect("body read");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
 }
 
-fn sleep_spec(name: &str, seconds: f64) -> Value {
+pub(super) fn sleep_spec(name: &str, seconds: f64) -> Value {
     json!({"name": name, "tasks": [
         {"name": "first", "kind": "sleep", "input": {"seconds": seconds}},
         {"name": "second", "kind": "sleep", "depends_on": ["first"]},

@@ -7,7 +7,7 @@ use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::follow::{self, EventPage, RunSource};
-use super::{ClientArgs, RunCommand};
+use super::{ClientArgs, RunCommand, operations};
 
 pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
     match command {
@@ -89,11 +89,11 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        RunCommand::Cancel { id, client } => {
-            print_post(&client, &format!("/v1/runs/{}/cancel", segment(&id))).await
+        RunCommand::Cancel { id, filter, client } => {
+            operations::run_action("cancel", id, &filter, &client).await
         }
-        RunCommand::Retry { id, client } => {
-            print_post(&client, &format!("/v1/runs/{}/retry", segment(&id))).await
+        RunCommand::Retry { id, filter, client } => {
+            operations::run_action("retry", id, &filter, &client).await
         }
         RunCommand::Signal {
             id,

@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod client;
 mod follow;
+mod operations;
 mod schedules;
 mod serve;
 mod services;
@@ -59,6 +60,9 @@ enum Command {
     /// Create, list, pause, resume and delete cron schedules through the API.
     #[command(subcommand)]
     Schedule(schedules::ScheduleCommand),
+    /// Inspect tasks that failed for good through the API.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
 }
 
 #[derive(Debug, Args)]
@@ -68,10 +72,20 @@ struct DatabaseArgs {
     database_url: Option<String>,
 }
 
+#[derive(Debug, Args, Clone)]
+struct RetentionArgs {
+    /// Age after which finished runs are deleted, such as 7d or 12h, for workflows that set
+    /// no retention of their own; 0 or off keeps them. Set the same value on every process.
+    #[arg(long, env = "CARAML_RETENTION", default_value = "7d")]
+    retention: String,
+}
+
 #[derive(Debug, Args)]
 struct ServerArgs {
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
     /// Address the API listens on.
     #[arg(long, env = "CARAML_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -100,6 +114,8 @@ struct WorkerFlags {
 struct WorkerArgs {
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    retention: RetentionArgs,
     #[command(flatten)]
     worker: WorkerFlags,
 }
@@ -178,15 +194,22 @@ enum RunCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Cancel a queued or running run.
+    /// Cancel a queued or running run, or every such run a filter selects.
     Cancel {
-        id: String,
+        /// The run to cancel; leave out to cancel the runs the filter selects.
+        id: Option<String>,
+        #[command(flatten)]
+        filter: BulkArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Resume a failed or cancelled run, reusing the outputs of tasks that succeeded.
+    /// Resume a failed or cancelled run, or every such run a filter selects, reusing the
+    /// outputs of tasks that succeeded.
     Retry {
-        id: String,
+        /// The run to resume; leave out to resume the runs the filter selects.
+        id: Option<String>,
+        #[command(flatten)]
+        filter: BulkArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -262,6 +285,36 @@ enum ServiceCommand {
     },
 }
 
+/// Selects runs for `run cancel` and `run retry` without a run id. Times are RFC 3339, such
+/// as 2026-12-05T10:00:00Z, or a duration before now, such as 24h.
+#[derive(Debug, Args, Clone, Default)]
+struct BulkArgs {
+    /// Only runs of this workflow.
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Only runs with this status (retry: failed or cancelled; cancel: queued or running).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only runs created at or after this time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only runs created before this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only runs that finished at or after this time (retry only).
+    #[arg(long)]
+    finished_since: Option<String>,
+    /// Only runs that finished before this time (retry only).
+    #[arg(long)]
+    finished_until: Option<String>,
+    /// Act on every run the action applies to; required when no other filter is given.
+    #[arg(long)]
+    all: bool,
+    /// Maximum runs to act on in this call, up to 10000.
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
 #[derive(Debug, Subcommand)]
 enum WorkflowCommand {
     /// List the newest version of every stored workflow.
@@ -269,6 +322,38 @@ enum WorkflowCommand {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show or set how long finished runs of a workflow are kept: a duration such as 30d,
+    /// off to keep them forever, or default to follow the processes' --retention.
+    Retention {
+        name: String,
+        /// The new retention; leave out to show the current one.
+        retention: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterCommand {
+    /// List tasks that failed for good, newest first.
+    List {
+        /// Only tasks of runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only tasks that failed at or after this time (RFC 3339, or a duration ago such as 24h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only tasks that failed before this time (RFC 3339, or a duration ago such as 1h).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -295,9 +380,13 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Worker(args) => serve::worker(args, registry).await,
             Command::Migrate(args) => serve::migrate(args).await,
             Command::Run(command) => client::run(command).await,
-            Command::Workflow(command) => workflows::run(command).await,
+            Command::Workflow(command @ WorkflowCommand::List { .. }) => {
+                workflows::run(command).await
+            }
+            Command::Workflow(command) => operations::workflow(command).await,
             Command::Service(command) => services::run(command).await,
             Command::Schedule(command) => schedules::run(command).await,
+            Command::DeadLetters(command) => operations::dead_letters(command).await,
         }
     });
     match result {

@@ -4,13 +4,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use caraml_engine::postgres::LocalCluster;
-use caraml_engine::{Registry, RunView, Scheduler, Store, Submission, Worker, WorkerOptions};
+use caraml_engine::{
+    Registry, RetentionOptions, RunView, Scheduler, Store, Submission, Worker, WorkerOptions,
+};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::follow::{self, Event, EventPage, RunSource};
-use super::{DatabaseArgs, ServerArgs, UpArgs, WorkerArgs, WorkerFlags};
+use super::{DatabaseArgs, RetentionArgs, ServerArgs, UpArgs, WorkerArgs, WorkerFlags};
 
 /// Connections each process keeps at most.
 const POOL_SIZE: u32 = 16;
@@ -39,6 +41,7 @@ pub(super) async fn migrate(args: DatabaseArgs) -> Result<ExitCode, String> {
 }
 
 pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitCode, String> {
+    let retention = retention_options(&args.retention)?;
     let store = connect(&require_url(&args.database)?).await?;
     register(&store, &registry).await?;
     let shutdown = shutdown_on_signal();
@@ -50,19 +53,30 @@ pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitC
             .build()
             .run(shutdown.clone()),
     );
+    // Without a worker in this process, the API process sweeps expired runs itself.
+    let sweeper = tokio::spawn(caraml_engine::retention::run(
+        store.clone(),
+        retention,
+        shutdown.clone(),
+    ));
     let served = crate::http::serve(listener, store, args.body_limit_bytes, shutdown.clone()).await;
     shutdown.cancel();
     if scheduler.await.is_err() {
         eprintln!("warning: the scheduler panicked");
     }
+    let _ = sweeper.await;
     served.map_err(|err| format!("the API server failed: {err}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn worker(args: WorkerArgs, registry: Registry) -> Result<ExitCode, String> {
+    let retention = retention_options(&args.retention)?;
+    let worker_options = worker_options(&args.worker, retention)?;
     let store = connect(&require_url(&args.database)?).await?;
     let shutdown = shutdown_on_signal();
-    build_worker(store, registry, &args.worker)?
+    Worker::builder(store, registry)
+        .options(worker_options)
+        .build()
         .run(shutdown)
         .await
         .map_err(|err| format!("the worker stopped: {err}"))?;
@@ -71,7 +85,7 @@ pub(super) async fn worker(args: WorkerArgs, registry: Registry) -> Result<ExitC
 
 pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, String> {
     // Flags are checked before a private cluster starts, so a typo costs no initdb.
-    worker_options(&args.worker)?;
+    worker_options(&args.worker, retention_options(&args.server.retention)?)?;
     if let Some(example) = &args.example
         && !registry.workflows().iter().any(|w| &w.name == example)
     {
@@ -126,8 +140,13 @@ async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode
         args.server.body_limit_bytes,
         shutdown.clone(),
     ));
-    let worker =
-        tokio::spawn(build_worker(store.clone(), registry, &args.worker)?.run(shutdown.clone()));
+    let options = worker_options(&args.worker, retention_options(&args.server.retention)?)?;
+    let worker = tokio::spawn(
+        Worker::builder(store.clone(), registry)
+            .options(options)
+            .build()
+            .run(shutdown.clone()),
+    );
     say!("API: http://{address}/v1/runs (stop with Ctrl-C)");
 
     let mut code = ExitCode::SUCCESS;
@@ -232,12 +251,19 @@ async fn register(store: &Store, registry: &Registry) -> Result<(), String> {
         .map_err(|err| format!("cannot register task kinds and workflows: {err}"))
 }
 
-fn build_worker(store: Store, registry: Registry, flags: &WorkerFlags) -> Result<Worker, String> {
-    let options = worker_options(flags)?;
-    Ok(Worker::builder(store, registry).options(options).build())
+fn retention_options(args: &RetentionArgs) -> Result<RetentionOptions, String> {
+    let default = caraml_engine::retention::parse_retention("--retention", &args.retention)
+        .map_err(|err| format!("{err} (also settable with CARAML_RETENTION)"))?;
+    Ok(RetentionOptions {
+        default,
+        ..RetentionOptions::default()
+    })
 }
 
-fn worker_options(flags: &WorkerFlags) -> Result<WorkerOptions, String> {
+fn worker_options(
+    flags: &WorkerFlags,
+    retention: RetentionOptions,
+) -> Result<WorkerOptions, String> {
     if !flags.lease_seconds.is_finite() || !(1.0..=3600.0).contains(&flags.lease_seconds) {
         return Err(format!(
             "--lease-seconds is {}; use a number of seconds from 1 to 3600",
@@ -256,6 +282,7 @@ fn worker_options(flags: &WorkerFlags) -> Result<WorkerOptions, String> {
         lease,
         heartbeat_interval: lease / 3,
         reap_interval: (lease * 2 / 3).max(Duration::from_secs(1)),
+        retention,
         ..WorkerOptions::default()
     };
     Ok(options)

@@ -39,6 +39,9 @@ struct Row {
 
 pub(super) async fn run(command: WorkflowCommand) -> Result<ExitCode, String> {
     match command {
+        WorkflowCommand::Retention { .. } => {
+            Err("only `caraml workflow list` is handled here".to_owned())
+        }
         WorkflowCommand::List { json, client } => {
             let api = Api::new(&client)?;
             let listing: Listing =

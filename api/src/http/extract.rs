@@ -283,6 +283,18 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// Reads a JSON body into `T`, naming the expected `shape` when it does not fit.
+pub(crate) fn body_as<T: serde::de::DeserializeOwned>(
+    body: Value,
+    shape: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|err| {
+        ApiError::BadRequest(format!(
+            "the request body does not fit: {err}; send JSON of the form {shape}"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,10 @@
 //! The JSON API under `/v1`, the probes and `/metrics`.
 
+mod bulk;
+mod dead_letters;
 mod error;
 mod extract;
+mod retention;
 mod runs;
 mod schedules;
 mod services;
@@ -16,6 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use caraml_engine::Store;
+use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +46,8 @@ pub fn router(store: Store, body_limit: usize) -> Router {
     let state = AppState { store };
     Router::new()
         .route("/v1/runs", post(runs::submit).get(runs::list))
+        .route("/v1/runs/bulk/retry", post(bulk::retry))
+        .route("/v1/runs/bulk/cancel", post(bulk::cancel))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/retry", post(runs::retry))
@@ -54,6 +60,11 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/v1/services/{name}/replace", post(services::replace))
         .route("/v1/services/{name}/restart", post(services::restart))
         .route("/v1/services/{name}/stop", post(services::stop))
+        .route(
+            "/v1/workflows/{name}/retention",
+            get(retention::get).put(retention::put),
+        )
+        .route("/v1/dead-letters", get(dead_letters::list))
         .route("/v1/workers", get(runs::workers))
         .merge(schedules::routes())
         .route("/healthz", get(healthz))
@@ -75,6 +86,18 @@ pub async fn serve(
     axum::serve(listener, router(store, body_limit))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Parses an RFC 3339 time from the request field or query parameter `name`.
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|err| {
+            ApiError::BadRequest(format!(
+                "{name} is `{}`, which is not an RFC 3339 time ({err}); use a time such as 2026-12-05T10:00:00Z",
+                text.escape_debug()
+            ))
+        })
 }
 
 async fn healthz() -> &'static str {
@@ -119,7 +142,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
-        "no endpoint at {}; the API lives under /v1 (runs, schedules, workflows, workers)",
+        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers, services, schedules, dead-letters)",
         uri.path()
     ))
 }

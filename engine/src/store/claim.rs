@@ -46,7 +46,7 @@ pub(crate) struct ClaimedTask {
 /// The statement commits with `synchronous_commit = off`: if Postgres crashes before the
 /// commit reaches disk, the claim is lost and the task is simply ready again, while the
 /// attempt id fence rejects whatever the lost attempt later reports.
-const CLAIM: &str = "
+pub(super) const CLAIM: &str = "
 WITH settings AS (
     SELECT set_config('synchronous_commit', 'off', true)
 ),

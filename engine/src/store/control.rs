@@ -1,46 +1,101 @@
-//! Operator actions on runs: cancel and resume.
+//! Operator actions on runs: cancel and resume. Each action works on a batch of runs in one
+//! transaction; the single-run methods are batches of one.
 
 use uuid::Uuid;
 
 use super::{CANCEL_CHANNEL, READY_CHANNEL, Store};
 use crate::error::{Error, Result};
 
+/// What an action did to one run of a batch.
+#[derive(Debug)]
+pub(super) enum Acted {
+    /// The run changed to `status`; `tasks` of its tasks changed with it, of which `ready`
+    /// can start now.
+    Changed {
+        status: String,
+        tasks: i64,
+        ready: i64,
+    },
+    /// The run already had the status the action leads to.
+    Unchanged(String),
+    /// The action does not apply to the run, for the reason given.
+    Rejected(Error),
+}
+
 impl Store {
     /// Cancels a run: tasks that have not started are cancelled now, and running attempts
     /// are cancelled through their cancellation token. Cancelling a cancelled run changes nothing.
     pub async fn cancel_run(&self, run_id: Uuid) -> Result<String> {
-        let mut tx = self.pool.begin().await?;
-        let status: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM runs WHERE id = $1 FOR UPDATE")
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (status,) = status.ok_or_else(|| Error::run_not_found(run_id))?;
-        match status.as_str() {
-            "cancelled" => return Ok(status),
-            "succeeded" | "failed" => {
-                return Err(Error::Conflict(format!(
-                    "run {run_id} already finished with status `{status}`; only queued or running runs can be cancelled"
-                )));
+        let acted = self.cancel_batch(&[run_id]).await?.pop();
+        match acted.map(|(_, acted)| acted) {
+            Some(Acted::Changed { status, tasks, .. }) => {
+                tracing::info!(run.id = %run_id, tasks.cancelled = tasks, "run cancelled");
+                Ok(status)
             }
-            _ => {}
+            Some(Acted::Unchanged(status)) => Ok(status),
+            Some(Acted::Rejected(err)) => Err(err),
+            None => Err(Error::run_not_found(run_id)),
+        }
+    }
+
+    /// Resumes a failed or cancelled run: its failed, cancelled and skipped tasks run again,
+    /// each with a fresh set of attempts, and the tasks that succeeded keep their outputs.
+    pub async fn retry_run(&self, run_id: Uuid) -> Result<String> {
+        let acted = self.retry_batch(&[run_id]).await?.pop();
+        match acted.map(|(_, acted)| acted) {
+            Some(Acted::Changed {
+                status,
+                tasks,
+                ready,
+            }) => {
+                tracing::info!(run.id = %run_id, tasks.reset = tasks, tasks.ready = ready, "run resumed");
+                Ok(status)
+            }
+            Some(Acted::Unchanged(status)) => Ok(status),
+            Some(Acted::Rejected(err)) => Err(err),
+            None => Err(Error::run_not_found(run_id)),
+        }
+    }
+
+    /// Cancels a batch of runs in one transaction; returns what happened to each, in id order.
+    pub(super) async fn cancel_batch(&self, run_ids: &[Uuid]) -> Result<Vec<(Uuid, Acted)>> {
+        let mut tx = self.pool.begin().await?;
+        let locked = lock_runs(&mut tx, run_ids).await?;
+        let mut acted = Vec::with_capacity(locked.len());
+        let mut eligible = Vec::new();
+        for (run_id, status) in locked {
+            match status.as_deref() {
+                None => acted.push((run_id, Acted::Rejected(Error::run_not_found(run_id)))),
+                Some("cancelled") => acted.push((run_id, Acted::Unchanged("cancelled".to_owned()))),
+                Some(status @ ("succeeded" | "failed")) => acted.push((
+                    run_id,
+                    Acted::Rejected(Error::Conflict(format!(
+                        "run {run_id} already finished with status `{status}`; only queued or running runs can be cancelled"
+                    ))),
+                )),
+                Some(_) => eligible.push(run_id),
+            }
+        }
+        if eligible.is_empty() {
+            tx.commit().await?;
+            return Ok(acted);
         }
 
         // Waiting tasks hold no slot, so they are cancelled here rather than by a worker,
         // and give their concurrency keys back.
-        let (cancelled,): (i64,) = sqlx::query_as(
+        let cancelled: Vec<(Uuid, i64)> = sqlx::query_as(
             "WITH waiting_keyed AS (
-                SELECT idx, concurrency_key, queue FROM task_runs
-                WHERE run_id = $1 AND status = 'waiting' AND concurrency_key IS NOT NULL
+                SELECT run_id, idx, concurrency_key, queue FROM task_runs
+                WHERE run_id = ANY($1) AND status = 'waiting' AND concurrency_key IS NOT NULL
             ),
             cancelled AS (
                 UPDATE task_runs SET status = 'cancelled', finished_at = now()
-                WHERE run_id = $1 AND status IN ('blocked', 'ready', 'waiting')
-                RETURNING idx
+                WHERE run_id = ANY($1) AND status IN ('blocked', 'ready', 'waiting')
+                RETURNING run_id, idx
             ),
             holders AS (
                 SELECT w.concurrency_key AS key, count(*)::int4 AS n
-                FROM waiting_keyed w JOIN cancelled c ON c.idx = w.idx
+                FROM waiting_keyed w JOIN cancelled c ON c.run_id = w.run_id AND c.idx = w.idx
                 GROUP BY w.concurrency_key
             ),
             key_rows AS (
@@ -56,112 +111,159 @@ impl Store {
             woken AS (
                 SELECT count(pg_notify($2, queue)) AS queues
                 FROM (SELECT DISTINCT w.queue FROM waiting_keyed w
-                      JOIN cancelled c ON c.idx = w.idx) q
+                      JOIN cancelled c ON c.run_id = w.run_id AND c.idx = w.idx) q
             ),
             events AS (
                 INSERT INTO events (run_id, task_idx, kind)
-                SELECT $1, idx, 'task.cancelled' FROM cancelled
+                SELECT run_id, idx, 'task.cancelled' FROM cancelled
             )
-            SELECT count(*) FROM cancelled, woken",
+            SELECT run_id, count(*) FROM cancelled, woken GROUP BY run_id",
         )
-        .bind(run_id)
+        .bind(&eligible)
         .bind(READY_CHANNEL)
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
 
-        // The task that started this run, if any, learns of the end of its child.
+        // The tasks that started these runs, if any, learn of the end of their children.
         sqlx::query(
             "WITH parent AS (
                 UPDATE task_runs p
                 SET woken_at = now(),
                     run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END
                 FROM runs child
-                WHERE child.id = $1 AND p.run_id = child.parent_run_id
+                WHERE child.id = ANY($1) AND p.run_id = child.parent_run_id
                   AND p.idx = child.parent_task_idx AND p.status IN ('running', 'waiting')
                 RETURNING p.queue, p.status
             )
             SELECT count(pg_notify($2, queue)) FROM parent WHERE status = 'waiting'",
         )
-        .bind(run_id)
+        .bind(&eligible)
         .bind(READY_CHANNEL)
         .execute(&mut *tx)
         .await?;
+        let counts: Vec<i32> = eligible
+            .iter()
+            .map(|id| {
+                cancelled
+                    .iter()
+                    .find(|(run_id, _)| run_id == id)
+                    .map_or(0, |(_, n)| *n as i32)
+            })
+            .collect();
 
         sqlx::query(
-            "WITH updated AS (
-                UPDATE runs SET status = 'cancelled', finished_at = now(),
-                                tasks_cancelled = tasks_cancelled + $2
-                WHERE id = $1
+            "WITH counts AS (
+                SELECT * FROM unnest($1::uuid[], $2::int4[]) AS c(id, cancelled)
+            ),
+            updated AS (
+                UPDATE runs r SET status = 'cancelled', finished_at = now(),
+                                  tasks_cancelled = r.tasks_cancelled + c.cancelled
+                FROM counts c
+                WHERE r.id = c.id
+                RETURNING r.id
             ),
             events AS (
-                INSERT INTO events (run_id, kind) VALUES ($1, 'run.cancelled')
+                INSERT INTO events (run_id, kind) SELECT id, 'run.cancelled' FROM updated
             )
-            SELECT pg_notify($3, $1::text)",
+            SELECT count(pg_notify($3, id::text)) FROM updated",
         )
-        .bind(run_id)
-        .bind(cancelled as i32)
+        .bind(&eligible)
+        .bind(&counts)
         .bind(CANCEL_CHANNEL)
         .execute(&mut *tx)
         .await?;
         let children: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM runs WHERE parent_run_id = $1 AND status IN ('queued', 'running')",
+            "SELECT id FROM runs WHERE parent_run_id = ANY($1) AND status IN ('queued', 'running')",
         )
-        .bind(run_id)
+        .bind(&eligible)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::info!(run.id = %run_id, tasks.cancelled = cancelled, "run cancelled");
 
-        // Child runs are cancelled after the parent's transaction, each in its own, so a
+        // Child runs are cancelled after the parents' transaction, each in its own, so a
         // deep tree never holds all its locks at once. A crash in between leaves children
         // running; cancelling the parent again reaches them.
         for (child,) in children {
             if let Err(err) = Box::pin(self.cancel_run(child)).await {
-                tracing::warn!(run.id = %run_id, child.id = %child, error = %err, "could not cancel a child run");
+                tracing::warn!(child.id = %child, error = %err, "could not cancel a child run");
             }
         }
-        Ok("cancelled".to_owned())
+
+        for (run_id, tasks) in eligible.into_iter().zip(counts) {
+            acted.push((
+                run_id,
+                Acted::Changed {
+                    status: "cancelled".to_owned(),
+                    tasks: i64::from(tasks),
+                    ready: 0,
+                },
+            ));
+        }
+        acted.sort_by_key(|(id, _)| *id);
+        Ok(acted)
     }
 
-    /// Resumes a failed or cancelled run: its failed, cancelled and skipped tasks run again,
-    /// each with a fresh set of attempts, and the tasks that succeeded keep their outputs.
-    pub async fn retry_run(&self, run_id: Uuid) -> Result<String> {
+    /// Resumes a batch of runs in one transaction; returns what happened to each, in id order.
+    pub(super) async fn retry_batch(&self, run_ids: &[Uuid]) -> Result<Vec<(Uuid, Acted)>> {
         let mut tx = self.pool.begin().await?;
-        let status: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM runs WHERE id = $1 FOR UPDATE")
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (status,) = status.ok_or_else(|| Error::run_not_found(run_id))?;
-        if status != "failed" && status != "cancelled" {
-            return Err(Error::Conflict(format!(
-                "run {run_id} has status `{status}`; only failed or cancelled runs can be retried"
-            )));
-        }
-        let (running,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM task_runs WHERE run_id = $1 AND status = 'running'",
+        let locked = lock_runs(&mut tx, run_ids).await?;
+        let found: Vec<Uuid> = locked
+            .iter()
+            .filter(|(_, status)| status.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        let running: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT run_id, count(*) FROM task_runs
+             WHERE run_id = ANY($1) AND status = 'running' GROUP BY run_id",
         )
-        .bind(run_id)
-        .fetch_one(&mut *tx)
+        .bind(&found)
+        .fetch_all(&mut *tx)
         .await?;
-        if running > 0 {
-            return Err(Error::Conflict(format!(
-                "run {run_id} still has {running} running task(s) stopping after its cancellation; retry once they have stopped"
-            )));
+
+        let mut acted = Vec::with_capacity(locked.len());
+        let mut eligible = Vec::new();
+        for (run_id, status) in locked {
+            let Some(status) = status else {
+                acted.push((run_id, Acted::Rejected(Error::run_not_found(run_id))));
+                continue;
+            };
+            if status != "failed" && status != "cancelled" {
+                acted.push((
+                    run_id,
+                    Acted::Rejected(Error::Conflict(format!(
+                        "run {run_id} has status `{status}`; only failed or cancelled runs can be retried"
+                    ))),
+                ));
+                continue;
+            }
+            if let Some((_, count)) = running.iter().find(|(id, _)| *id == run_id) {
+                acted.push((
+                    run_id,
+                    Acted::Rejected(Error::Conflict(format!(
+                        "run {run_id} still has {count} running task(s) stopping after its cancellation; retry once they have stopped"
+                    ))),
+                ));
+                continue;
+            }
+            eligible.push(run_id);
+        }
+        if eligible.is_empty() {
+            tx.commit().await?;
+            return Ok(acted);
         }
 
         // A run cancelled after its last task succeeded has nothing to reset and finishes
         // as succeeded below.
         // Parents are counted from the statuses before this statement, which is right: every
         // parent that had not succeeded is among the tasks being reset.
-        let (reset, ready): (i64, i64) = sqlx::query_as(
+        let reset: Vec<(Uuid, i64, i64)> = sqlx::query_as(
             "WITH pending AS (
-                SELECT c.idx,
+                SELECT c.run_id, c.idx,
                        (SELECT count(*) FROM unnest(c.parents) AS p(idx)
                         JOIN task_runs pt ON pt.run_id = c.run_id AND pt.idx = p.idx
                         WHERE pt.status <> 'succeeded')::int4 AS parents_left
                 FROM task_runs c
-                WHERE c.run_id = $1 AND c.status IN ('failed', 'cancelled', 'skipped')
+                WHERE c.run_id = ANY($1) AND c.status IN ('failed', 'cancelled', 'skipped')
             ),
             reset AS (
                 UPDATE task_runs t
@@ -172,48 +274,103 @@ impl Store {
                     run_at = now(), started_at = NULL, finished_at = NULL,
                     output = NULL, error = NULL
                 FROM pending p
-                WHERE t.run_id = $1 AND t.idx = p.idx
-                RETURNING t.idx, t.status, t.queue
+                WHERE t.run_id = p.run_id AND t.idx = p.idx
+                RETURNING t.run_id, t.idx, t.status, t.queue
             ),
             events AS (
                 INSERT INTO events (run_id, task_idx, kind)
-                SELECT $1, idx, 'task.' || status FROM reset
+                SELECT run_id, idx, 'task.' || status FROM reset
             ),
             woken AS (
                 SELECT count(pg_notify($2, queue)) AS queues
                 FROM (SELECT DISTINCT queue FROM reset WHERE status = 'ready') q
             )
-            SELECT (SELECT count(*) FROM reset), (SELECT count(*) FROM reset WHERE status = 'ready')
-            FROM woken",
+            SELECT reset.run_id, count(*), count(*) FILTER (WHERE reset.status = 'ready')
+            FROM reset, woken
+            GROUP BY reset.run_id",
         )
-        .bind(run_id)
+        .bind(&eligible)
         .bind(READY_CHANNEL)
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        let (counts, ready): (Vec<i64>, Vec<i64>) = eligible
+            .iter()
+            .map(|id| {
+                reset
+                    .iter()
+                    .find(|(run_id, _, _)| run_id == id)
+                    .map_or((0, 0), |(_, n, ready)| (*n, *ready))
+            })
+            .unzip();
 
-        let (new_status,): (String,) = sqlx::query_as(
-            "WITH updated AS (
-                UPDATE runs
-                SET status = CASE WHEN $2 = 0 THEN 'succeeded'
-                                  WHEN started_at IS NULL THEN 'queued'
+        let statuses: Vec<(Uuid, String)> = sqlx::query_as(
+            "WITH counts AS (
+                SELECT * FROM unnest($1::uuid[], $2::int8[]) AS c(id, reset)
+            ),
+            updated AS (
+                UPDATE runs r
+                SET status = CASE WHEN c.reset = 0 THEN 'succeeded'
+                                  WHEN r.started_at IS NULL THEN 'queued'
                                   ELSE 'running' END,
-                    finished_at = CASE WHEN $2 = 0 THEN now() END,
+                    finished_at = CASE WHEN c.reset = 0 THEN now() END,
                     tasks_failed = 0, tasks_skipped = 0, tasks_cancelled = 0
-                WHERE id = $1
-                RETURNING status
+                FROM counts c
+                WHERE r.id = c.id
+                RETURNING r.id, r.status, c.reset
             ),
             events AS (
                 INSERT INTO events (run_id, kind, detail)
-                VALUES ($1, 'run.resumed', jsonb_build_object('tasks_reset', $2::int8))
+                SELECT id, 'run.resumed', jsonb_build_object('tasks_reset', reset) FROM updated
             )
-            SELECT status FROM updated",
+            SELECT id, status FROM updated",
         )
-        .bind(run_id)
-        .bind(reset)
-        .fetch_one(&mut *tx)
+        .bind(&eligible)
+        .bind(&counts)
+        .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        tracing::info!(run.id = %run_id, tasks.reset = reset, tasks.ready = ready, "run resumed");
-        Ok(new_status)
+
+        for ((run_id, tasks), ready) in eligible.into_iter().zip(counts).zip(ready) {
+            let status = statuses
+                .iter()
+                .find(|(id, _)| *id == run_id)
+                .map_or_else(|| "running".to_owned(), |(_, status)| status.clone());
+            acted.push((
+                run_id,
+                Acted::Changed {
+                    status,
+                    tasks,
+                    ready,
+                },
+            ));
+        }
+        acted.sort_by_key(|(id, _)| *id);
+        Ok(acted)
     }
+}
+
+/// Locks the runs in id order, as every transaction that touches several runs does, and
+/// returns each id with its status, or `None` for an id with no run.
+async fn lock_runs(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    run_ids: &[Uuid],
+) -> Result<Vec<(Uuid, Option<String>)>> {
+    let mut ids = run_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, status FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let status = rows
+                .iter()
+                .find(|(run_id, _)| *run_id == id)
+                .map(|(_, status)| status.clone());
+            (id, status)
+        })
+        .collect())
 }

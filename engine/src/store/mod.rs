@@ -13,13 +13,18 @@
 //! - A scheduled run is stored in the transaction that claims its schedule with
 //!   `FOR UPDATE SKIP LOCKED` and moves the schedule past the tick.
 
+mod bulk;
 mod catalog;
 mod claim;
 mod complete;
 mod control;
+mod dead_letters;
 mod eager;
 mod lease;
+#[cfg(test)]
+mod plans;
 mod query;
+mod retention;
 mod schedules;
 mod services;
 mod submit;
@@ -33,9 +38,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use bulk::{BulkAction, BulkFilter, BulkOutcome, MAX_BULK, SkippedRun};
 pub use catalog::WorkerRecord;
 pub(crate) use claim::ClaimedTask;
 pub(crate) use complete::{Fence, Finished};
+pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage};
 pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
 pub use query::{

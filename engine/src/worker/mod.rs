@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::error::Result;
 use crate::metrics;
 use crate::registry::Registry;
+use crate::retention::{self, RetentionOptions};
 use crate::schedule::Scheduler;
 use crate::spec::DEFAULT_QUEUE;
 use crate::store::{ClaimedTask, LocalWorker, Registration, Store, WorkerRecord};
@@ -56,6 +57,8 @@ pub struct WorkerOptions {
     /// Whether the worker also runs a [`Scheduler`] that starts the runs of due schedule
     /// ticks, on any queue.
     pub schedules: bool,
+    /// Deleting finished runs past their retention, which every worker does once a minute.
+    pub retention: RetentionOptions,
 }
 
 impl Default for WorkerOptions {
@@ -72,6 +75,7 @@ impl Default for WorkerOptions {
             grace: Duration::from_secs(10),
             eager: true,
             schedules: true,
+            retention: RetentionOptions::default(),
         }
     }
 }
@@ -251,6 +255,11 @@ impl Worker {
         let listener = tokio::spawn(listen::run(Arc::clone(&shared), background.clone()));
         let heartbeat = tokio::spawn(leases::heartbeat(Arc::clone(&shared), background.clone()));
         let reaper = tokio::spawn(leases::reap(Arc::clone(&shared), background.clone()));
+        let sweeper = tokio::spawn(retention::run(
+            shared.store.clone(),
+            shared.options.retention.clone(),
+            background.clone(),
+        ));
         let flusher = tokio::spawn(flush::run(Arc::clone(&shared), outcomes_rx));
         let scheduler = shared.options.schedules.then(|| {
             tokio::spawn(
@@ -291,7 +300,10 @@ impl Worker {
             tracing::error!(worker.id = %shared.worker_id, "result writer panicked during shutdown");
         }
         background.cancel();
-        for handle in [listener, heartbeat, reaper].into_iter().chain(scheduler) {
+        for handle in [listener, heartbeat, reaper, sweeper]
+            .into_iter()
+            .chain(scheduler)
+        {
             let _ = handle.await;
         }
         if let Err(err) = shared.store.stop_worker(shared.worker_id).await {

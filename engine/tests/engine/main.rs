@@ -9,7 +9,12 @@
 //! - resuming a failed run reruns only what did not succeed and reuses stored outputs;
 //! - concurrent submissions with one idempotency key create one run;
 //! - an idempotency key reused for another workflow is rejected, naming both workflows.
+//!
+//! Retention, dead letters and bulk actions have modules of their own.
 
+mod bulk;
+mod dead_letters;
+mod retention;
 mod schedules;
 mod services;
 mod support;

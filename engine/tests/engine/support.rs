@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use caraml_engine::testing::TestDatabase;
 use caraml_engine::{
-    Registry, RunView, Store, Task, TaskContext, TaskError, Worker, WorkerOptions,
+    Registry, RetentionOptions, RunView, Store, Task, TaskContext, TaskError, Worker, WorkerOptions,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,6 +49,12 @@ impl Harness {
             .options(WorkerOptions {
                 slots: 8,
                 grace: Duration::from_secs(1),
+                // Tests sweep with a `now` of their own; a daily interval keeps the worker's
+                // own sweep from taking the sweep lock while they do.
+                retention: RetentionOptions {
+                    interval: Duration::from_secs(86_400),
+                    ..RetentionOptions::default()
+                },
                 ..WorkerOptions::default()
             })
             .build();
@@ -155,6 +161,17 @@ impl Harness {
             .map(|e| e.at)
             .collect()
     }
+}
+
+/// Creates a database with the `sleep` kind registered and no worker, for tests that store
+/// runs and act on them without running their tasks.
+pub(crate) async fn idle_database() -> TestDatabase {
+    let db = TestDatabase::create().await;
+    db.store
+        .register_kinds(["sleep"].into_iter())
+        .await
+        .expect("register kinds");
+    db
 }
 
 /// `test.echo`: returns its input, run input and upstream outputs.
