@@ -197,3 +197,30 @@ impl Task for Approval {
         Ok(decision)
     }
 }
+
+/// `workflow.run`: starts a run of `workflow` with `input` as a child of this task and
+/// waits for it without holding a worker slot. Its output is the outputs of the child's
+/// final tasks, by name; a failed or cancelled child fails it.
+pub struct RunWorkflow;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunWorkflowInput {
+    pub workflow: String,
+    #[serde(default)]
+    pub input: serde_json::Value,
+}
+
+impl Task for RunWorkflow {
+    type Input = RunWorkflowInput;
+    type Output = serde_json::Value;
+    const KIND: &'static str = "workflow.run";
+
+    async fn run(
+        &self,
+        ctx: TaskContext,
+        input: RunWorkflowInput,
+    ) -> Result<serde_json::Value, TaskError> {
+        ctx.child("run", &input.workflow, input.input).await
+    }
+}

@@ -33,7 +33,8 @@ mod worker;
 mod workflow;
 
 pub use builtin::{
-    Approval, ApprovalDecision, ApprovalInput, Sleep, SleepInput, Timer, TimerInput,
+    Approval, ApprovalDecision, ApprovalInput, RunWorkflow, RunWorkflowInput, Sleep, SleepInput,
+    Timer, TimerInput,
 };
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::builtin::{Approval, Sleep, Timer};
+use crate::builtin::{Approval, RunWorkflow, Sleep, Timer};
 use crate::service::HttpServe;
 use crate::spec::WorkflowSpec;
 use crate::task::{Erased, ErasedTask, Task};
@@ -23,6 +23,7 @@ impl Registry {
             .task(Sleep)
             .task(Timer)
             .task(Approval)
+            .task(RunWorkflow)
             .task(HttpServe);
         registry
     }

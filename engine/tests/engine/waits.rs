@@ -67,9 +67,10 @@ impl Task for Parent {
     }
 }
 
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "sleep",
     "timer",
+    "workflow.run",
     "approval",
     "test.timer",
     "test.hold",
@@ -576,4 +577,36 @@ async fn cancelling_the_parent_cancels_the_child() {
     assert_eq!(parent.status, "cancelled");
     assert_eq!(child.status, "cancelled");
     assert_eq!(child.tasks.expect("tasks")[0].status, "cancelled");
+}
+
+#[tokio::test]
+async fn child_run_from_a_spec() {
+    let db = database().await;
+    let clock = OffsetClock::new();
+    let child: WorkflowSpec = serde_json::from_value(json!({"name": "child_echo", "tasks": [
+        {"name": "e", "kind": "test.echo", "input": {"n": 2}}
+    ]}))
+    .expect("spec");
+    db.store
+        .store_workflow(&child, "spec")
+        .await
+        .expect("store child");
+    let worker = RunningWorker::start(&db.store, &clock);
+    let run = submit(
+        &db.store,
+        json!({"name": "parent", "tasks": [
+            {"name": "p", "kind": "workflow.run",
+             "input": {"workflow": "child_echo", "input": {"from": "spec"}}}
+        ]}),
+        Value::Null,
+    )
+    .await;
+    let finished = wait_finished(&db.store, run).await;
+    worker.stop().await;
+    assert_eq!(finished.status, "succeeded");
+    let output = finished.tasks.expect("tasks")[0]
+        .output
+        .clone()
+        .expect("output");
+    assert_eq!(output["e"]["run_input"], json!({"from": "spec"}));
 }
