@@ -137,6 +137,7 @@ impl Concurrency {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
+    #[serde(default = "RetryPolicy::default_max_attempts")]
     pub max_attempts: u32,
     #[serde(default = "RetryPolicy::default_initial_backoff")]
     pub initial_backoff_seconds: f64,
@@ -145,6 +146,10 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
+    fn default_max_attempts() -> u32 {
+        Self::standard().max_attempts
+    }
+
     fn default_initial_backoff() -> f64 {
         1.0
     }
@@ -559,6 +564,18 @@ pub struct DagNode {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn partial_retry_policy_takes_defaults() {
+        let spec = spec(json!([
+            {"name": "a", "kind": "sleep", "retry": {"initial_backoff_seconds": 2}},
+            {"name": "b", "kind": "sleep", "retry": {}}
+        ]));
+        let dag = spec.compile(&|_| true).expect("valid spec");
+        assert_eq!(dag.nodes[0].retry.max_attempts, 3);
+        assert_eq!(dag.nodes[0].retry.initial_backoff_seconds, 2.0);
+        assert_eq!(dag.nodes[1].retry, RetryPolicy::standard());
+    }
 
     fn spec(tasks: Value) -> WorkflowSpec {
         serde_json::from_value(json!({"name": "w", "tasks": tasks})).expect("test spec parses")

@@ -1008,3 +1008,18 @@ async fn cli_workflow_list() {
     assert_eq!(row["task_count"], flights_tasks);
     assert_eq!(row["version"].as_str().map(str::len), Some(16));
 }
+
+#[tokio::test]
+async fn nul_characters_are_a_client_error() {
+    let server = Server::start().await;
+    let cases = [
+        json!({"spec": sleep_spec("nul", 0.0), "input": "a\u{0}b"}),
+        json!({"spec": sleep_spec("nul", 0.0), "idempotency_key": "k\u{0}"}),
+    ];
+    for body in cases {
+        let (status, answer) = server.post("/v1/runs", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("NUL"), "names the fix: {message}");
+    }
+}

@@ -14,6 +14,15 @@ use uuid::Uuid;
 use super::follow::{self, Event, EventPage, RunSource};
 use super::{DatabaseArgs, RetentionArgs, ServerArgs, UpArgs, WorkerArgs, WorkerFlags};
 
+/// Writes a line to stderr, ignoring a closed stream: these lines come at shutdown, when
+/// the reader of a pipe may already be gone.
+macro_rules! warn_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Connections each process keeps at most.
 const POOL_SIZE: u32 = 16;
 
@@ -62,7 +71,7 @@ pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitC
     let served = crate::http::serve(listener, store, args.body_limit_bytes, shutdown.clone()).await;
     shutdown.cancel();
     if scheduler.await.is_err() {
-        eprintln!("warning: the scheduler panicked");
+        warn_line!("warning: the scheduler panicked");
     }
     let _ = sweeper.await;
     served.map_err(|err| format!("the API server failed: {err}"))?;
@@ -120,7 +129,7 @@ pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, Str
     if let Some(cluster) = cluster.filter(|cluster| cluster.started_here())
         && let Err(err) = cluster.stop().await
     {
-        eprintln!("warning: could not stop the private PostgreSQL cluster: {err}");
+        warn_line!("warning: could not stop the private PostgreSQL cluster: {err}");
     }
     result
 }
@@ -160,11 +169,11 @@ async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode
     shutdown.cancelled().await;
     match worker.await {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => eprintln!("warning: the worker stopped with an error: {err}"),
-        Err(err) => eprintln!("warning: the worker panicked: {err}"),
+        Ok(Err(err)) => warn_line!("warning: the worker stopped with an error: {err}"),
+        Err(err) => warn_line!("warning: the worker panicked: {err}"),
     }
     if let Ok(Err(err)) = server.await {
-        eprintln!("warning: the API server stopped with an error: {err}");
+        warn_line!("warning: the API server stopped with an error: {err}");
     }
     Ok(code)
 }

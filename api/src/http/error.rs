@@ -145,6 +145,16 @@ impl From<EngineError> for ApiError {
             }
             EngineError::InvalidSpec(spec) => ApiError::InvalidSpec(spec.problems),
             EngineError::InvalidInput(message) => ApiError::BadRequest(message),
+            // Class 22 is a value PostgreSQL cannot store, such as a NUL character in text
+            // or JSON: the request's fault, not the server's.
+            EngineError::Database(sqlx::Error::Database(db))
+                if db.code().is_some_and(|code| code.starts_with("22")) =>
+            {
+                ApiError::BadRequest(format!(
+                    "a value in the request cannot be stored: {}; remove NUL characters (\\u0000) and other control characters from strings",
+                    db.message()
+                ))
+            }
             EngineError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
             ) => {
