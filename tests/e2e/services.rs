@@ -1,5 +1,5 @@
-//! A service whose worker process is killed with SIGKILL starts again on another worker,
-//! at a new address.
+//! Worker processes: a service whose worker is killed with SIGKILL starts again on another
+//! worker at a new address, and one process serves extra queues with slots of their own.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,8 +14,13 @@ struct WorkerProcess(Child);
 
 impl WorkerProcess {
     fn spawn(url: &str) -> Self {
+        Self::spawn_with(url, &[])
+    }
+
+    fn spawn_with(url: &str, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_caraml"))
             .args(["worker", "--slots", "2", "--lease-seconds", "2"])
+            .args(extra)
             .env("DATABASE_URL", url)
             .env("CARAML_LOG", "warn")
             .stdin(Stdio::null())
@@ -101,4 +106,56 @@ async fn killed_service_restarts_at_a_new_address() {
         get(&old_address).await.is_none(),
         "the killed process no longer answers"
     );
+}
+
+#[tokio::test]
+async fn worker_serves_extra_queues_with_their_own_slots() {
+    let db = TestDatabase::create().await;
+    db.store
+        .register(&caraml::registry().expect("the built-in registry is valid"))
+        .await
+        .expect("register the binary's kinds");
+    let _worker = WorkerProcess::spawn_with(&db.url, &["--also", "gpu=1"]);
+    let spec: WorkflowSpec = serde_json::from_value(json!({"name": "queues", "tasks": [
+        {"name": "cpu", "kind": "sleep"},
+        {"name": "gpu", "kind": "sleep", "queue": "gpu", "depends_on": ["cpu"]}
+    ]}))
+    .expect("spec");
+    let run = db
+        .store
+        .submit(Submission::Spec(spec), Value::Null, None)
+        .await
+        .expect("submit")
+        .id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let summary = db.store.run_summary(run).await.expect("run");
+        if summary.status == "succeeded" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run ended {}",
+            summary.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queues: Vec<(String, i32)> =
+        sqlx::query_as("SELECT queue, slots FROM workers WHERE stopped_at IS NULL ORDER BY queue")
+            .fetch_all(db.store.pool())
+            .await
+            .expect("workers");
+    assert_eq!(
+        queues,
+        vec![("default".to_owned(), 2), ("gpu".to_owned(), 1)]
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_caraml"))
+        .args(["worker", "--also", "gpu"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("run `caraml worker`");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("write QUEUE=SLOTS"), "{stderr}");
 }

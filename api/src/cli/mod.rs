@@ -102,6 +102,9 @@ struct WorkerFlags {
     /// Queue to take tasks from.
     #[arg(long, default_value = caraml_engine::spec::DEFAULT_QUEUE)]
     queue: String,
+    /// Another queue with slots of its own, as QUEUE=SLOTS (such as gpu=1); repeat for more.
+    #[arg(long = "also", value_name = "QUEUE=SLOTS")]
+    also: Vec<String>,
     /// Tasks claimed ahead of free slots while tasks are short (under 10 ms on average).
     #[arg(long, default_value_t = 256)]
     prefetch: usize,

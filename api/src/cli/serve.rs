@@ -81,15 +81,65 @@ pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitC
 pub(super) async fn worker(args: WorkerArgs, registry: Registry) -> Result<ExitCode, String> {
     let retention = retention_options(&args.retention)?;
     let worker_options = worker_options(&args.worker, retention)?;
+    let extra_queues = extra_queues(&args.worker.also)?;
     let store = connect(&require_url(&args.database)?).await?;
     let shutdown = shutdown_on_signal();
-    Worker::builder(store, registry)
+
+    // Each extra queue gets a worker of its own in this process, so its slots are its own;
+    // schedules and the retention sweep run once, in the main worker.
+    let mut extras = Vec::with_capacity(extra_queues.len());
+    for (queue, slots) in extra_queues {
+        let options = WorkerOptions {
+            queue,
+            slots,
+            schedules: false,
+            retention: RetentionOptions {
+                default: None,
+                interval: Duration::from_secs(86_400),
+                ..worker_options.retention.clone()
+            },
+            ..worker_options.clone()
+        };
+        let worker = Worker::builder(store.clone(), registry.clone())
+            .options(options)
+            .build();
+        extras.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    let main = Worker::builder(store, registry)
         .options(worker_options)
         .build()
         .run(shutdown)
-        .await
-        .map_err(|err| format!("the worker stopped: {err}"))?;
+        .await;
+    for extra in extras {
+        match extra.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn_line!("warning: a worker stopped with an error: {err}"),
+            Err(err) => warn_line!("warning: a worker panicked: {err}"),
+        }
+    }
+    main.map_err(|err| format!("the worker stopped: {err}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `--also QUEUE=SLOTS` values.
+fn extra_queues(values: &[String]) -> Result<Vec<(String, usize)>, String> {
+    values
+        .iter()
+        .map(|value| {
+            let Some((queue, slots)) = value.split_once('=') else {
+                return Err(format!(
+                    "--also is `{value}`; write QUEUE=SLOTS, such as gpu=1"
+                ));
+            };
+            caraml_engine::spec::check_name("--also queue", queue)?;
+            match slots.parse::<usize>() {
+                Ok(slots) if (1..=4096).contains(&slots) => Ok((queue.to_owned(), slots)),
+                _ => Err(format!(
+                    "--also `{value}` has {slots} slots; use a whole number from 1 to 4096"
+                )),
+            }
+        })
+        .collect()
 }
 
 pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, String> {
