@@ -25,14 +25,14 @@ impl TaskContext {
             .map_err(|err| TaskError::retryable(format!("could not record readiness: {err}")))?;
         if !held {
             return Err(TaskError::retryable(
-                "this attempt no longer holds its task, so it cannot report ready",
+                "this attempt lost its task to another attempt, so it cannot report ready",
             ));
         }
         Ok(())
     }
 }
 
-/// `http.serve`: a service that answers every HTTP request with the JSON `body`, on
+/// `http.serve`: a service that responds to every HTTP request with the JSON `body`, on
 /// `host` (default 127.0.0.1) and `port` (default 0: any free port). It reports its address
 /// when it listens and serves until stopped.
 pub struct HttpServe;
@@ -52,7 +52,7 @@ fn loopback() -> String {
     "127.0.0.1".to_owned()
 }
 
-/// Largest request head `http.serve` reads before it answers.
+/// Maximum size of the request head that `http.serve` reads before it responds.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 impl Task for HttpServe {
@@ -95,7 +95,7 @@ impl Task for HttpServe {
     }
 }
 
-/// Reads one request head and answers it with `body`.
+/// Reads one request head and responds with `body`.
 async fn answer(mut stream: TcpStream, body: std::sync::Arc<String>) {
     let mut head = Vec::with_capacity(1024);
     let mut buffer = [0u8; 1024];

@@ -57,7 +57,7 @@ LEFT JOIN LATERAL (
     ORDER BY t.idx LIMIT 1
 ) t ON true";
 
-/// Longest time a replaced run keeps serving after the switch: ten minutes.
+/// Maximum time a replaced run keeps serving after the switch: ten minutes.
 const MAX_DRAIN: Duration = Duration::from_secs(600);
 
 impl Store {
@@ -128,8 +128,8 @@ impl Store {
         self.get_service(name).await
     }
 
-    /// Replaces a service by a new version: the new run starts beside the current one and
-    /// takes over once its service task is ready; the old run keeps serving for the drain
+    /// Replaces a service by a new version. The new run starts beside the current one and
+    /// takes over once its service task is ready. The old run keeps serving for the drain
     /// time after the switch, then stops.
     pub async fn replace_service(
         &self,
@@ -222,7 +222,7 @@ impl Store {
 
     /// Records that an attempt of a service task is ready at `address`. When its run
     /// replaces a service, it takes over now, and the run it replaces is stopped after the
-    /// drain time. Returns false when the attempt no longer holds the task.
+    /// drain time. Returns false when the task has moved on to another attempt.
     pub(crate) async fn service_ready(
         &self,
         run_id: Uuid,

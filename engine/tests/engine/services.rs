@@ -108,7 +108,7 @@ async fn wait_service(
     }
 }
 
-/// Sends one HTTP request and returns the body of the answer.
+/// Sends one HTTP request and returns the body of the response.
 async fn get(address: &str) -> Option<String> {
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
     stream
