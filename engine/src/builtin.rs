@@ -121,20 +121,15 @@ fn week() -> f64 {
     7.0 * 86_400.0
 }
 
-/// The decision a signal to an approval gate carries. Every field may be left out: a
-/// signal with no payload approves.
+/// The decision a signal to an approval gate carries; `approved` is required.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApprovalDecision {
-    #[serde(default = "yes")]
     pub approved: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Task for Approval {
@@ -166,19 +161,12 @@ impl Task for Approval {
                 input.signal, input.timeout_seconds
             )));
         };
-        let decision: ApprovalDecision = if payload.is_null() {
-            ApprovalDecision {
-                approved: true,
-                ..ApprovalDecision::default()
-            }
-        } else {
-            serde_json::from_value(payload).map_err(|err| {
-                TaskError::permanent(format!(
-                    "the payload of signal `{}` is not a decision: {err}; send {{\"approved\": true|false, \"by\": \"name\", \"comment\": \"text\"}}",
-                    input.signal
-                ))
-            })?
-        };
+        let decision: ApprovalDecision = serde_json::from_value(payload.clone()).map_err(|_| {
+            TaskError::permanent(format!(
+                "the payload of signal `{}` is {payload}, which is not a decision; send {{\"approved\": true or false, \"by\": \"name\", \"comment\": \"text\"}}",
+                input.signal
+            ))
+        })?;
         if !decision.approved {
             return Err(TaskError::permanent(format!(
                 "rejected{}{}",

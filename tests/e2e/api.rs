@@ -1023,3 +1023,41 @@ async fn nul_characters_are_a_client_error() {
         assert!(message.contains("NUL"), "names the fix: {message}");
     }
 }
+
+#[tokio::test]
+async fn signal_bodies_are_checked() {
+    let server = Server::start().await;
+    let spec = json!({"name": "gate", "tasks": [{"name": "approve", "kind": "approval"}]});
+    let (status, run) = server.post("/v1/runs", json!({"spec": spec})).await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let path = format!(
+        "/v1/runs/{}/signals/approval",
+        run["id"].as_str().unwrap_or_default()
+    );
+
+    let (status, answer) = server
+        .send_raw(reqwest::Method::POST, &path, Some("text/plain"), "{}")
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{answer}");
+    let (status, answer) = server
+        .send_raw(
+            reqwest::Method::POST,
+            &path,
+            Some("application/json"),
+            "[1]",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("only the field `payload`"), "{message}");
+
+    let (status, answer) = server
+        .send_raw(
+            reqwest::Method::POST,
+            &path,
+            Some("application/json"),
+            r#"{"payload": {"approved": true}}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}

@@ -235,7 +235,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 }
 
 /// Accepts `application/json` and `application/*+json`, with any parameters.
-fn check_json_content_type(content_type: Option<&axum::http::HeaderValue>) -> Result<(), ApiError> {
+pub(crate) fn check_json_content_type(
+    content_type: Option<&axum::http::HeaderValue>,
+) -> Result<(), ApiError> {
     const FIX: &str = "send the body as JSON with `Content-Type: application/json`";
     let Some(content_type) = content_type else {
         return Err(ApiError::UnsupportedMediaType(format!(

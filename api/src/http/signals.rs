@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::extract::{RunId, quoted};
+use super::extract::{RunId, check_json_content_type, describe_json, quoted};
 use super::{ApiError, AppState};
 
 /// The body of a signal delivery; an empty body sends `null`.
@@ -22,6 +22,7 @@ struct SignalRequest {
 
 pub(crate) async fn send(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Delivered>), ApiError> {
@@ -40,11 +41,22 @@ pub(crate) async fn send(
     let request: SignalRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SignalRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|err| {
-            ApiError::BadRequest(format!(
-                "the signal body is not valid: {err}; send {{\"payload\": <any JSON>}} or an empty body"
-            ))
-        })?
+        check_json_content_type(headers.get(axum::http::header::CONTENT_TYPE))?;
+        let value: Value = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::BadRequest(
+                "the signal body is not valid JSON; send {\"payload\": <any JSON>} or an empty body".to_owned(),
+            )
+        })?;
+        let fits = value
+            .as_object()
+            .is_some_and(|object| object.keys().all(|key| key == "payload"));
+        if !fits {
+            return Err(ApiError::BadRequest(format!(
+                "the signal body is {}; send an object with only the field `payload`, such as {{\"payload\": {{\"approved\": true}}}}, or an empty body",
+                describe_json(&value)
+            )));
+        }
+        serde_json::from_value(value).unwrap_or_default()
     };
     let delivered = state.store.send_signal(id, &name, request.payload).await?;
     Ok((StatusCode::CREATED, Json(delivered)))

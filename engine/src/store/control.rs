@@ -6,6 +6,9 @@ use uuid::Uuid;
 use super::{CANCEL_CHANNEL, READY_CHANNEL, Store};
 use crate::error::{Error, Result};
 
+/// Child runs cancelled in one transaction.
+const CHILD_BATCH: usize = 500;
+
 /// What an action did to one run of a batch.
 #[derive(Debug)]
 pub(super) enum Acted {
@@ -59,6 +62,28 @@ impl Store {
 
     /// Cancels a batch of runs in one transaction; returns what happened to each, in id order.
     pub(super) async fn cancel_batch(&self, run_ids: &[Uuid]) -> Result<Vec<(Uuid, Acted)>> {
+        let (acted, mut descendants) = self.cancel_level(run_ids).await?;
+
+        // Child runs are cancelled a level at a time after their parents' transaction, so
+        // a deep chain of child runs needs neither recursion nor one huge transaction. A
+        // crash in between leaves children running; cancelling the parent again reaches them.
+        while !descendants.is_empty() {
+            let take = descendants.len().min(CHILD_BATCH);
+            let level: Vec<Uuid> = descendants.drain(..take).collect();
+            match self.cancel_level(&level).await {
+                Ok((_, children)) => descendants.extend(children),
+                Err(err) => {
+                    tracing::warn!(runs = level.len(), error = %err, "could not cancel child runs");
+                    break;
+                }
+            }
+        }
+        Ok(acted)
+    }
+
+    /// Cancels a batch of runs in one transaction; returns what happened to each, in id
+    /// order, and the child runs still open.
+    async fn cancel_level(&self, run_ids: &[Uuid]) -> Result<(Vec<(Uuid, Acted)>, Vec<Uuid>)> {
         let mut tx = self.pool.begin().await?;
         let locked = lock_runs(&mut tx, run_ids).await?;
         let mut acted = Vec::with_capacity(locked.len());
@@ -78,7 +103,7 @@ impl Store {
         }
         if eligible.is_empty() {
             tx.commit().await?;
-            return Ok(acted);
+            return Ok((acted, Vec::new()));
         }
 
         // Waiting tasks hold no slot, so they are cancelled here rather than by a worker,
@@ -180,15 +205,6 @@ impl Store {
         .await?;
         tx.commit().await?;
 
-        // Child runs are cancelled after the parents' transaction, each in its own, so a
-        // deep tree never holds all its locks at once. A crash in between leaves children
-        // running; cancelling the parent again reaches them.
-        for (child,) in children {
-            if let Err(err) = Box::pin(self.cancel_run(child)).await {
-                tracing::warn!(child.id = %child, error = %err, "could not cancel a child run");
-            }
-        }
-
         for (run_id, tasks) in eligible.into_iter().zip(counts) {
             acted.push((
                 run_id,
@@ -200,7 +216,7 @@ impl Store {
             ));
         }
         acted.sort_by_key(|(id, _)| *id);
-        Ok(acted)
+        Ok((acted, children.into_iter().map(|(id,)| id).collect()))
     }
 
     /// Resumes a batch of runs in one transaction; returns what happened to each, in id order.

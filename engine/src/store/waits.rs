@@ -38,6 +38,9 @@ pub struct Delivered {
     pub woke_tasks: i64,
 }
 
+/// Deepest nesting of child runs: a workflow that starts itself stops here.
+pub(crate) const MAX_CHILD_DEPTH: i32 = 32;
+
 impl Store {
     /// Delivers a signal to a run. It is kept, so a task that waits for it later finds it,
     /// and it wakes the run's tasks that wait for it now.
@@ -131,6 +134,28 @@ impl Store {
         input: Value,
     ) -> Result<Uuid> {
         check_name("child key", key).map_err(Error::InvalidInput)?;
+        // A child may start before its link to the parent is written, so the parent is
+        // also read from the idempotency key, which is stored with the run itself.
+        let (depth,): (i32,) = sqlx::query_as(
+            "WITH RECURSIVE up(id, parent, depth) AS (
+                SELECT id, coalesce(parent_run_id, key_parent(idempotency_key)), 1
+                FROM runs WHERE id = $1
+                UNION ALL
+                SELECT r.id, coalesce(r.parent_run_id, key_parent(r.idempotency_key)), up.depth + 1
+                FROM runs r JOIN up ON r.id = up.parent
+                WHERE up.depth <= $2
+            )
+            SELECT coalesce(max(depth), 1) FROM up",
+        )
+        .bind(parent_run)
+        .bind(MAX_CHILD_DEPTH)
+        .fetch_one(&self.pool)
+        .await?;
+        if depth >= MAX_CHILD_DEPTH {
+            return Err(Error::InvalidInput(format!(
+                "run {parent_run} is {depth} levels deep in child runs, the most allowed; check that workflow `{workflow}` does not start itself, directly or through another workflow"
+            )));
+        }
         // The parent's run id and node index name the task in fewer characters than its
         // name could, which keeps the key within the idempotency key's limit.
         let idempotency_key = format!("child:{parent_run}:{parent_idx}:{key}");

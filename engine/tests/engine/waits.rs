@@ -309,7 +309,7 @@ async fn signal_sent_before_the_wait_is_kept() {
     .await;
     // No worker runs yet, so the gate cannot be waiting.
     db.store
-        .send_signal(run, "approval", Value::Null)
+        .send_signal(run, "approval", json!({"approved": true}))
         .await
         .expect("signal");
     let worker = RunningWorker::start(&db.store, &clock);
@@ -609,4 +609,92 @@ async fn child_run_from_a_spec() {
         .clone()
         .expect("output");
     assert_eq!(output["e"]["run_input"], json!({"from": "spec"}));
+}
+
+#[tokio::test]
+async fn approval_without_a_decision_fails_clearly() {
+    let db = database().await;
+    let clock = OffsetClock::new();
+    let worker = RunningWorker::start(&db.store, &clock);
+    let run = submit(
+        &db.store,
+        json!({"name": "gate", "tasks": [{"name": "approve", "kind": "approval"}]}),
+        Value::Null,
+    )
+    .await;
+    db.store
+        .send_signal(run, "approval", json!({}))
+        .await
+        .expect("signal");
+    let finished = wait_finished(&db.store, run).await;
+    worker.stop().await;
+    assert_eq!(finished.status, "failed");
+    let error = finished.tasks.expect("tasks")[0]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(error.contains("is {}, which is not a decision"), "{error}");
+}
+
+#[tokio::test]
+async fn self_starting_workflow_stops_at_the_depth_limit() {
+    let db = database().await;
+    let clock = OffsetClock::new();
+    let looping: WorkflowSpec = serde_json::from_value(json!({"name": "looping", "tasks": [
+        {"name": "again", "kind": "workflow.run", "input": {"workflow": "looping"}}
+    ]}))
+    .expect("spec");
+    db.store
+        .store_workflow(&looping, "spec")
+        .await
+        .expect("store");
+    let worker = RunningWorker::start(&db.store, &clock);
+    let root = db
+        .store
+        .submit(
+            Submission::Workflow("looping".to_owned()),
+            Value::Null,
+            None,
+        )
+        .await
+        .expect("submit")
+        .id;
+    let finished = wait_finished(&db.store, root).await;
+    assert_eq!(finished.status, "failed");
+    let (runs,): (i64,) = sqlx::query_as("SELECT count(*) FROM runs")
+        .fetch_one(db.store.pool())
+        .await
+        .expect("count");
+    assert!(runs <= 32, "{runs} runs were started");
+    let error = finished.tasks.expect("tasks")[0]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(error.contains("ended `failed`"), "{error}");
+
+    // Cancelling a deep chain goes level by level: start another and cancel it while it grows.
+    let second = db
+        .store
+        .submit(
+            Submission::Workflow("looping".to_owned()),
+            Value::Null,
+            None,
+        )
+        .await
+        .expect("submit")
+        .id;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    db.store.cancel_run(second).await.expect("cancel");
+    worker.stop().await;
+    let (open,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM runs WHERE status IN ('queued', 'running') AND id >= $1",
+    )
+    .bind(second)
+    .fetch_one(db.store.pool())
+    .await
+    .expect("count");
+    assert!(
+        open <= 1,
+        "{open} runs of the cancelled chain are still open"
+    );
 }
