@@ -129,7 +129,7 @@ pub(crate) fn after(clock: &dyn Clock, duration: Duration) -> DateTime<Utc> {
         .map_or_else(far_future, |at| at.min(far_future()))
 }
 
-/// The latest time a wait may end: the last day of the year 9999.
+/// Returns the latest time a wait may end: the last day of the year 9999.
 pub(crate) fn far_future() -> DateTime<Utc> {
     DateTime::from_timestamp(253_402_214_400, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }

@@ -53,7 +53,7 @@ pub struct TaskSpec {
 }
 
 /// A limit on how many tasks sharing a key run at once. Tasks over the limit wait without
-/// holding a worker slot; a task holds its key while it runs or waits durably.
+/// holding a worker slot; a task keeps its key while it runs or waits durably.
 ///
 /// The key may name fields of the run input in braces: with the key `deploy:{endpoint}`,
 /// a run with the input `{"endpoint": "fraud"}` takes the key `deploy:fraud`.

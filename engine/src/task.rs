@@ -26,9 +26,9 @@ pub trait Task: Send + Sync + 'static {
     /// The kind name that specs use to refer to this task, such as `flights.load`.
     const KIND: &'static str;
 
-    /// Whether the task is a long-lived service: it runs until its run is cancelled or its
-    /// service is stopped, reports its address through [`TaskContext::ready`], and is
-    /// started again with backoff, without an attempt limit, whenever it ends with an
+    /// Whether the task is a long-lived service. A service runs until its run is cancelled
+    /// or its service is stopped, and reports its address through [`TaskContext::ready`].
+    /// It is started again with backoff and no attempt limit whenever it ends with an
     /// error or its worker dies.
     const SERVICE: bool = false;
 

@@ -417,7 +417,7 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A log line that cannot be written (stderr piped into a reader that quit) is
-        // dropped; reporting it would itself write to stderr and panic the worker.
+        // dropped, because reporting it would write to stderr again and panic the worker.
         .log_internal_errors(false)
         .try_init();
 }

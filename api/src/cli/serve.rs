@@ -85,8 +85,8 @@ pub(super) async fn worker(args: WorkerArgs, registry: Registry) -> Result<ExitC
     let store = connect(&require_url(&args.database)?).await?;
     let shutdown = shutdown_on_signal();
 
-    // Each extra queue gets a worker of its own in this process, so its slots are its own;
-    // schedules and the retention sweep run once, in the main worker.
+    // Each extra queue gets a worker of its own in this process, so its slots are its own.
+    // Schedules and the retention sweep run once, in the main worker.
     let mut extras = Vec::with_capacity(extra_queues.len());
     for (queue, slots) in extra_queues {
         let options = WorkerOptions {

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::ServiceCommand;
-use super::client::Api;
+use super::client::{Api, segment};
 
 pub(super) async fn run(command: ServiceCommand) -> Result<ExitCode, String> {
     let (method, path, body, client) = match command {
@@ -88,17 +88,4 @@ fn definition(
         _ => return Err("name a spec FILE or --workflow NAME for the service".to_owned()),
     }
     Ok(body)
-}
-
-/// Percent-encodes a path segment.
-fn segment(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }

@@ -40,7 +40,7 @@ pub(crate) struct ClaimedTask {
 /// within the statement, and a TID scan costs the same however large the table grows.
 ///
 /// A key admits tasks through its counter row: the update of that row waits for any other
-/// claim of the same key and then sees its count, so concurrent claims never admit more
+/// claim of the same key and then reads its count, so concurrent claims never admit more
 /// than the limit. Rows are locked in key order, so two claims cannot deadlock on them.
 ///
 /// The statement commits with `synchronous_commit = off`: if Postgres crashes before the

@@ -89,8 +89,7 @@ pub(super) async fn reap(shared: Arc<Shared>, stop: CancellationToken) {
             tracing::warn!(worker.id = %shared.worker_id, error = %err, "reaping expired leases failed");
         }
         // Replaced service runs are normally stopped by a timer in the process that made
-        // the switch; this catches those whose process died, at a cost of one statement a
-        // minute.
+        // the switch. This catches those whose process died, at one statement a minute.
         if last_retire.elapsed() >= RETIRE_CHECK_INTERVAL {
             last_retire = tokio::time::Instant::now();
             if let Err(err) = shared.store.retire_due_services().await {
