@@ -177,6 +177,16 @@ impl Store {
         if let Some(candidate) = candidate {
             let _ = self.cancel_run(candidate).await;
         }
+        let (ready,): (bool,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM task_runs
+                            WHERE run_id = $1 AND status = 'running' AND ready_at IS NOT NULL)",
+        )
+        .bind(run.id)
+        .fetch_one(&self.pool)
+        .await?;
+        if ready {
+            self.take_over(run.id).await?;
+        }
         tracing::info!(service = name, run.id = %run.id, generation, "service replacement started");
         self.get_service(name).await
     }
@@ -244,6 +254,16 @@ impl Store {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
+        tx.commit().await?;
+        tracing::info!(run.id = %run_id, task.idx = idx, attempt.id = %attempt_id, address, "service ready");
+        self.take_over(run_id).await?;
+        Ok(true)
+    }
+
+    /// Makes `run_id` the current run of the service it replaces, if any, and stops the
+    /// run it replaces after the drain time. Called when its service task reports ready,
+    /// and after a replacement is recorded, since the task may have been ready first.
+    async fn take_over(&self, run_id: Uuid) -> Result<()> {
         let switched: Option<(String, Option<Uuid>, i32)> = sqlx::query_as(
             "WITH old AS (
                 SELECT name, run_id, retiring_run_id FROM services
@@ -256,10 +276,8 @@ impl Store {
             RETURNING s.name, old.retiring_run_id, s.drain_ms",
         )
         .bind(run_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
-        tx.commit().await?;
-        tracing::info!(run.id = %run_id, task.idx = idx, attempt.id = %attempt_id, address, "service ready");
 
         if let Some((name, earlier, drain_ms)) = switched {
             tracing::info!(service = %name, run.id = %run_id, "service switched to the new run");
@@ -275,7 +293,7 @@ impl Store {
                 }
             });
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Stops runs that a replacement took over from once their drain time has passed.
