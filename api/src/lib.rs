@@ -1,4 +1,5 @@
 //! The HTTP API and the `caraml` command line.
 
+pub mod auth;
 pub mod cli;
 pub mod http;

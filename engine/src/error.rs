@@ -44,7 +44,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn run_not_found(id: Uuid) -> Self {
+    pub fn run_not_found(id: Uuid) -> Self {
         Self::NotFound {
             what: "run",
             id: id.to_string(),

@@ -48,10 +48,10 @@ pub use schedule::{
 pub use service::{HttpServe, HttpServeInput};
 pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
-    BulkAction, BulkFilter, BulkOutcome, CANCEL_CHANNEL, ChildView, DeadLetter, DeadLetterFilter,
-    DeadLetterPage, Delivered, EventView, MAX_BULK, MAX_PAGE, READY_CHANNEL, RUN_STATUSES,
-    RunFilter, RunPage, RunView, SCHEDULES_CHANNEL, ServiceView, SignalView, SkippedRun, Store,
-    Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
+    BulkAction, BulkFilter, BulkOutcome, CANCEL_CHANNEL, ChildView, DEFAULT_PROJECT, DeadLetter,
+    DeadLetterFilter, DeadLetterPage, Delivered, EventView, MAX_BULK, MAX_PAGE, READY_CHANNEL,
+    RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView, SCHEDULES_CHANNEL, ServiceView,
+    SignalView, SkippedRun, Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

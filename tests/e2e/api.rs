@@ -23,6 +23,8 @@ pub(super) struct Server {
     pub(super) base: String,
     pub(super) store: Store,
     pub(super) client: reqwest::Client,
+    /// An admin token of the project `default`, which `client` sends.
+    pub(super) token: String,
     shutdown: CancellationToken,
 }
 
@@ -59,10 +61,12 @@ impl Server {
             body_limit,
             shutdown.clone(),
         ));
+        let token = super::token(&db.store, "default", caraml::api::auth::Role::Admin).await;
         Self {
             base: format!("http://{address}"),
             store: db.store,
-            client: reqwest::Client::new(),
+            client: super::client_with(&token),
+            token,
             shutdown,
         }
     }
@@ -823,10 +827,12 @@ async fn cli_follow_exit_codes() {
     .expect("write spec");
 
     let base = server.base.clone();
+    let token = server.token.clone();
     let caraml = move |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_caraml"))
             .args(args)
             .env("CARAML_SERVER", &base)
+            .env("CARAML_TOKEN", &token)
             .output()
             .expect("caraml runs");
         (
@@ -960,10 +966,12 @@ async fn cli_workflow_list() {
         .expect("flights is stored with its tasks");
 
     let base = server.base.clone();
+    let token = server.token.clone();
     let caraml = move |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_caraml"))
             .args(args)
             .env("CARAML_SERVER", &base)
+            .env("CARAML_TOKEN", &token)
             .output()
             .expect("caraml runs");
         (

@@ -7,3 +7,31 @@ mod faults;
 mod operations;
 mod schedules;
 mod services;
+
+use caraml::api::auth::Role;
+use caraml::api::auth::tokens::create_token;
+use caraml::engine::Store;
+
+/// Creates a token with `role` in `project` (created when missing) and returns it.
+pub(crate) async fn token(store: &Store, project: &str, role: Role) -> String {
+    caraml::api::auth::tokens::ensure_project(store.pool(), project)
+        .await
+        .expect("create project");
+    create_token(store.pool(), project, role, "test", None)
+        .await
+        .expect("create token")
+        .token
+}
+
+/// An HTTP client that sends `token` with every request.
+pub(crate) fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
+}

@@ -19,8 +19,23 @@ use serde_json::{Value, json};
 use super::api::{Server, read, sleep_spec};
 
 /// Runs the `caraml` binary against `base`; returns its exit code, stdout and stderr.
-async fn caraml(base: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+async fn caraml(
+    server: &Server,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    caraml_at(&server.base, &server.token, args, env).await
+}
+
+/// Runs the `caraml` binary against `base` with `token`.
+async fn caraml_at(
+    base: &str,
+    token: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let base = base.to_owned();
+    let token = token.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let env: Vec<(String, String)> = env
         .iter()
@@ -30,6 +45,7 @@ async fn caraml(base: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_caraml"))
             .args(&args)
             .env("CARAML_SERVER", &base)
+            .env("CARAML_TOKEN", &token)
             .envs(env)
             .output()
             .expect("caraml runs");
@@ -119,23 +135,13 @@ async fn workflow_retention_over_http_and_cli() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(message(&body).contains("no-such-workflow"), "{body}");
 
-    let set = caraml(
-        &server.base,
-        &["workflow", "retention", "flights", "12h"],
-        &[],
-    )
-    .await;
+    let set = caraml(&server, &["workflow", "retention", "flights", "12h"], &[]).await;
     assert_eq!(set.0, Some(0), "{set:?}");
     assert!(set.1.contains("12h"), "{}", set.1);
-    let shown = caraml(&server.base, &["workflow", "retention", "flights"], &[]).await;
+    let shown = caraml(&server, &["workflow", "retention", "flights"], &[]).await;
     assert_eq!(shown.0, Some(0), "{shown:?}");
     assert!(shown.1.contains("deleted after 12h"), "{}", shown.1);
-    let bad = caraml(
-        &server.base,
-        &["workflow", "retention", "flights", "soon"],
-        &[],
-    )
-    .await;
+    let bad = caraml(&server, &["workflow", "retention", "flights", "soon"], &[]).await;
     assert_eq!(bad.0, Some(1), "an invalid retention exits 1: {bad:?}");
     assert!(bad.2.contains("`soon`"), "the value is named: {}", bad.2);
     let (_, body) = server.get(path).await;
@@ -204,7 +210,7 @@ async fn dead_letters_over_http_and_cli() {
     assert!(message(&body).contains("`yesterday`"), "{body}");
 
     let listed = caraml(
-        &server.base,
+        &server,
         &[
             "dead-letters",
             "list",
@@ -282,12 +288,7 @@ async fn bulk_cancel_and_retry_over_http_and_cli() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(message(&body).contains("created_since"), "{body}");
 
-    let cancel = caraml(
-        &server.base,
-        &["run", "cancel", "--workflow", "bulk-sleep"],
-        &[],
-    )
-    .await;
+    let cancel = caraml(&server, &["run", "cancel", "--workflow", "bulk-sleep"], &[]).await;
     assert_eq!(cancel.0, Some(0), "{cancel:?}");
     assert!(cancel.1.contains("cancelled 3 run(s)"), "{}", cancel.1);
     for id in &ids {
@@ -295,7 +296,7 @@ async fn bulk_cancel_and_retry_over_http_and_cli() {
         wait_stopped(&server, id).await;
     }
     let retry = caraml(
-        &server.base,
+        &server,
         &[
             "run",
             "retry",
@@ -314,13 +315,13 @@ async fn bulk_cancel_and_retry_over_http_and_cli() {
         retry.1
     );
 
-    let empty = caraml(&server.base, &["run", "cancel"], &[]).await;
+    let empty = caraml(&server, &["run", "cancel"], &[]).await;
     assert_eq!(empty.0, Some(1), "{empty:?}");
     assert!(empty.2.contains("--all"), "{}", empty.2);
-    let both = caraml(&server.base, &["run", "cancel", &other, "--all"], &[]).await;
+    let both = caraml(&server, &["run", "cancel", &other, "--all"], &[]).await;
     assert_eq!(both.0, Some(1), "an id and a filter together: {both:?}");
     let wrong = caraml(
-        &server.base,
+        &server,
         &["run", "retry", "--all", "--status", "running"],
         &[],
     )
@@ -328,7 +329,7 @@ async fn bulk_cancel_and_retry_over_http_and_cli() {
     assert_eq!(wrong.0, Some(1), "{wrong:?}");
     assert!(wrong.2.contains("`running`"), "{}", wrong.2);
 
-    let single = caraml(&server.base, &["run", "cancel", &other], &[]).await;
+    let single = caraml(&server, &["run", "cancel", &other], &[]).await;
     assert_eq!(single.0, Some(0), "the single-run form works: {single:?}");
     assert!(single.1.contains("cancelled"), "{}", single.1);
 }
@@ -337,8 +338,9 @@ async fn bulk_cancel_and_retry_over_http_and_cli() {
 async fn invalid_retention_flag_is_rejected() {
     // Port 1 refuses connections, so reaching the database would fail differently.
     let unreachable = [("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")];
-    let worker = caraml(
+    let worker = caraml_at(
         "http://127.0.0.1:1",
+        "",
         &["worker", "--retention", "7x"],
         &unreachable,
     )
@@ -350,7 +352,7 @@ async fn invalid_retention_flag_is_rejected() {
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
         ("CARAML_RETENTION", "weekly"),
     ];
-    let server = caraml("http://127.0.0.1:1", &["server"], &from_env).await;
+    let server = caraml_at("http://127.0.0.1:1", "", &["server"], &from_env).await;
     assert_eq!(server.0, Some(1), "{server:?}");
     assert!(server.2.contains("`weekly`"), "{}", server.2);
     assert!(server.2.contains("CARAML_RETENTION"), "{}", server.2);

@@ -23,6 +23,7 @@ struct Server {
     store: Store,
     clock: Arc<ManualClock>,
     client: reqwest::Client,
+    token: String,
     shutdown: CancellationToken,
 }
 
@@ -71,11 +72,13 @@ impl Server {
             caraml::api::http::DEFAULT_BODY_LIMIT,
             shutdown.clone(),
         ));
+        let token = super::token(&store, "default", caraml::api::auth::Role::Admin).await;
         Self {
             base: format!("http://{address}"),
             store,
             clock,
-            client: reqwest::Client::new(),
+            client: super::client_with(&token),
+            token,
             shutdown,
         }
     }
@@ -303,10 +306,12 @@ async fn http_schedule_errors_name_the_fix() {
 async fn cli_manages_schedules() {
     let server = Server::start().await;
     let base = server.base.clone();
+    let token = server.token.clone();
     let caraml = move |args: &[&str]| {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_caraml"))
             .args(args)
             .env("CARAML_SERVER", &base)
+            .env("CARAML_TOKEN", &token)
             .output()
             .expect("caraml runs");
         (
@@ -418,7 +423,7 @@ async fn cli_manages_schedules() {
     assert!(
         server
             .store
-            .list_schedules()
+            .list_schedules("default")
             .await
             .expect("list")
             .is_empty()

@@ -46,7 +46,7 @@ impl Drop for WorkerProcess {
 async fn wait_service(store: &Store, check: impl Fn(&ServiceView) -> bool) -> ServiceView {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(service) = store.get_service("web").await
+        if let Ok(service) = store.get_service("default", "web").await
             && check(&service)
         {
             return service;
@@ -54,7 +54,7 @@ async fn wait_service(store: &Store, check: impl Fn(&ServiceView) -> bool) -> Se
         assert!(
             tokio::time::Instant::now() < deadline,
             "service web never reached the expected state: {:?}",
-            store.get_service("web").await
+            store.get_service("default", "web").await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -84,7 +84,13 @@ async fn killed_service_restarts_at_a_new_address() {
     ]}))
     .expect("spec");
     db.store
-        .create_service("web", Submission::Spec(spec), Value::Null, Duration::ZERO)
+        .create_service(
+            "default",
+            "web",
+            Submission::Spec(spec),
+            Value::Null,
+            Duration::ZERO,
+        )
         .await
         .expect("create");
     let before = wait_service(&db.store, |s| s.status == "ready").await;

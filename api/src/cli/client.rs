@@ -198,6 +198,7 @@ pub(super) fn segment(value: &str) -> String {
 pub(super) struct Api {
     client: Client,
     base: String,
+    token: Option<String>,
 }
 
 impl Api {
@@ -212,7 +213,12 @@ impl Api {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|err| format!("cannot build the HTTP client: {err}"))?;
-        Ok(Self { client, base })
+        let token = args.token.clone().filter(|token| !token.trim().is_empty());
+        Ok(Self {
+            client,
+            base,
+            token,
+        })
     }
 
     pub(super) async fn call(
@@ -223,12 +229,21 @@ impl Api {
     ) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.trim());
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.map_err(|err| {
             format!("cannot reach the CaraML API at {}: {err}; start it with `caraml up` or set CARAML_SERVER", self.base)
         })?;
+        if response.status() == StatusCode::UNAUTHORIZED && self.token.is_none() {
+            return Err(format!(
+                "{}; set CARAML_TOKEN (or pass --token) to the token `caraml up` printed or one from `caraml token create`",
+                read(response).await.err().unwrap_or_default()
+            ));
+        }
         read(response).await
     }
 

@@ -223,6 +223,7 @@ mod tests {
     fn run(status: &str, succeeded: i32, finished: bool) -> RunView {
         RunView {
             id: Uuid::nil(),
+            project: "default".to_owned(),
             workflow: "wide".to_owned(),
             workflow_version: "1".to_owned(),
             status: status.to_owned(),

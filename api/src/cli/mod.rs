@@ -14,6 +14,7 @@ mod operations;
 mod schedules;
 mod serve;
 mod services;
+mod tokens;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -63,6 +64,9 @@ enum Command {
     /// Inspect tasks that failed for good through the API.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Create, list and revoke API tokens, directly in the database.
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +157,9 @@ struct ClientArgs {
         global = true
     )]
     server: String,
+    /// API token (from `caraml token create`, or the one `caraml up` printed).
+    #[arg(long, env = "CARAML_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -390,6 +397,7 @@ pub fn main(registry: Registry) -> ExitCode {
             Command::Service(command) => services::run(command).await,
             Command::Schedule(command) => schedules::run(command).await,
             Command::DeadLetters(command) => operations::dead_letters(command).await,
+            Command::Token(command) => tokens::run(command).await,
         }
     });
     match result {

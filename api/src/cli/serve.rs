@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use caraml_engine::postgres::LocalCluster;
 use caraml_engine::{
-    Registry, RetentionOptions, RunView, Scheduler, Store, Submission, Worker, WorkerOptions,
+    DEFAULT_PROJECT, Registry, RetentionOptions, RunView, Scheduler, Store, Submission, Worker,
+    WorkerOptions,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,8 @@ use uuid::Uuid;
 
 use super::follow::{self, Event, EventPage, RunSource};
 use super::{DatabaseArgs, RetentionArgs, ServerArgs, UpArgs, WorkerArgs, WorkerFlags};
+use crate::auth::Role;
+use crate::auth::tokens;
 
 /// Writes a line to stderr, ignoring a closed stream: these lines come at shutdown, when
 /// the reader of a pipe may already be gone.
@@ -26,7 +29,7 @@ macro_rules! warn_line {
 /// Connections each process keeps at most.
 const POOL_SIZE: u32 = 16;
 
-async fn connect(url: &str) -> Result<Store, String> {
+pub(super) async fn connect(url: &str) -> Result<Store, String> {
     let store = Store::connect(url, POOL_SIZE).await.map_err(|err| {
         format!(
             "cannot connect to PostgreSQL at {}: {err}; check DATABASE_URL",
@@ -37,7 +40,7 @@ async fn connect(url: &str) -> Result<Store, String> {
     Ok(store)
 }
 
-fn require_url(args: &DatabaseArgs) -> Result<String, String> {
+pub(super) fn require_url(args: &DatabaseArgs) -> Result<String, String> {
     args.database_url.clone().filter(|url| !url.is_empty()).ok_or_else(|| {
         "DATABASE_URL is not set; set it (or pass --database-url) to a PostgreSQL database such as postgres://postgres@127.0.0.1:5432/postgres".to_owned()
     })
@@ -206,7 +209,19 @@ async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode
             .build()
             .run(shutdown.clone()),
     );
-    say!("API: http://{address}/v1/runs (stop with Ctrl-C)");
+    say!("Dashboard: http://{address}/  API: http://{address}/v1 (stop with Ctrl-C)");
+    match first_admin_token(&store).await? {
+        Some(token) => {
+            say!(
+                "Admin token of project `{DEFAULT_PROJECT}`, shown only now; log in to the dashboard with it, and give it to the CLI:"
+            );
+            say!("  export CARAML_TOKEN={token}");
+        }
+        None => say!(
+            "Log in with a token of project `{DEFAULT_PROJECT}`; create one with `DATABASE_URL={} caraml token create --project {DEFAULT_PROJECT} --role admin`",
+            redact(url)
+        ),
+    }
 
     let mut code = ExitCode::SUCCESS;
     if let Some(example) = &args.example {
@@ -226,6 +241,27 @@ async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode
         warn_line!("warning: the API server stopped with an error: {err}");
     }
     Ok(code)
+}
+
+/// Creates an admin token of the default project when the project has none yet, which is
+/// the case on the first start against a database.
+async fn first_admin_token(store: &Store) -> Result<Option<String>, String> {
+    let existing = tokens::list_tokens(store.pool(), Some(DEFAULT_PROJECT))
+        .await
+        .map_err(|err| err.to_string())?;
+    if !existing.is_empty() {
+        return Ok(None);
+    }
+    let created = tokens::create_token(
+        store.pool(),
+        DEFAULT_PROJECT,
+        Role::Admin,
+        "first admin token, created by caraml up",
+        None,
+    )
+    .await
+    .map_err(|err| err.to_string())?;
+    Ok(Some(created.token))
 }
 
 async fn run_example(store: &Store, example: &str, args: &UpArgs) -> Result<ExitCode, String> {

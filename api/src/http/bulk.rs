@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::extract::{JsonBody, body_as};
 use super::{ApiError, AppState, parse_time};
+use crate::auth::Caller;
 
 /// The filter of a bulk action. Times are RFC 3339; each range includes `since` and excludes
 /// `until`.
@@ -25,11 +26,12 @@ pub(crate) struct BulkRequest {
 }
 
 impl BulkRequest {
-    fn into_filter(self) -> Result<BulkFilter, ApiError> {
+    fn into_filter(self, project: String) -> Result<BulkFilter, ApiError> {
         let time = |name: &str, value: Option<String>| {
             value.as_deref().map(|t| parse_time(name, t)).transpose()
         };
         Ok(BulkFilter {
+            project: Some(project),
             created_since: time("created_since", self.created_since)?,
             created_until: time("created_until", self.created_until)?,
             finished_since: time("finished_since", self.finished_since)?,
@@ -46,18 +48,22 @@ const BULK_SHAPE: &str = r#"{"workflow": NAME, "status": STATUS, "created_since"
 
 pub(crate) async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BulkOutcome>, ApiError> {
+    caller.require_editor("retrying runs")?;
     let request: BulkRequest = body_as(body, BULK_SHAPE)?;
-    let filter = request.into_filter()?;
+    let filter = request.into_filter(caller.project)?;
     Ok(Json(state.store.bulk_retry(&filter).await?))
 }
 
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BulkOutcome>, ApiError> {
+    caller.require_editor("cancelling runs")?;
     let request: BulkRequest = body_as(body, BULK_SHAPE)?;
-    let filter = request.into_filter()?;
+    let filter = request.into_filter(caller.project)?;
     Ok(Json(state.store.bulk_cancel(&filter).await?))
 }

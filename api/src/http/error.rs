@@ -12,6 +12,10 @@ use serde::Serialize;
 #[derive(Debug)]
 pub(crate) enum ApiError {
     BadRequest(String),
+    /// No valid token: missing, malformed, unknown, expired or revoked.
+    Unauthorized(String),
+    /// A valid token whose role does not allow the request.
+    Forbidden(String),
     InvalidSpec(Vec<SpecProblem>),
     NotFound(String),
     Conflict(String),
@@ -44,6 +48,32 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(message) => (
                 StatusCode::BAD_REQUEST,
                 "bad_request",
+                message.clone(),
+                None,
+                None,
+            ),
+            ApiError::Unauthorized(message) => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(Body {
+                        error: ErrorBody {
+                            code: "unauthorized",
+                            message: message.clone(),
+                            problems: None,
+                            request_id: None,
+                        },
+                    }),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"caraml\""),
+                );
+                return response;
+            }
+            ApiError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
                 message.clone(),
                 None,
                 None,

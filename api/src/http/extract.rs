@@ -184,6 +184,20 @@ impl QueryParams {
         }
     }
 
+    /// Returns a parameter that must be an RFC 3339 time.
+    pub(crate) fn time(
+        &self,
+        name: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        self.text(
+            name,
+            "give an RFC 3339 time such as 2026-12-05T10:00:00Z, or leave it out",
+        )?
+        .as_deref()
+        .map(|text| super::parse_time(name, text))
+        .transpose()
+    }
+
     /// Returns a parameter that must be a run id, with `meaning` saying which run it names.
     pub(crate) fn run_id(&self, name: &str, meaning: &str) -> Result<Option<Uuid>, ApiError> {
         let Some(value) = self.values.get(name) else {

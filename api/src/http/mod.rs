@@ -19,6 +19,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use caraml_engine::Store;
+
+use crate::auth::Caller;
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +48,7 @@ pub fn router(store: Store, body_limit: usize) -> Router {
     let state = AppState { store };
     Router::new()
         .route("/v1/runs", post(runs::submit).get(runs::list))
+        .route("/v1/runs/counts", get(runs::counts))
         .route("/v1/runs/bulk/retry", post(bulk::retry))
         .route("/v1/runs/bulk/cancel", post(bulk::cancel))
         .route("/v1/runs/{id}", get(runs::get))
@@ -86,6 +89,20 @@ pub async fn serve(
     axum::serve(listener, router(store, body_limit))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Answers 404 for a run of another project, with the message of a run that does not
+/// exist, so that a token learns nothing of other projects' runs.
+pub(crate) async fn check_run(
+    state: &AppState,
+    caller: &Caller,
+    id: uuid::Uuid,
+) -> Result<(), ApiError> {
+    let project = state.store.run_project(id).await?;
+    if project != caller.project {
+        return Err(caraml_engine::Error::run_not_found(id).into());
+    }
+    Ok(())
 }
 
 /// Parses an RFC 3339 time from the request field or query parameter `name`.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::extract::{JsonBody, body_as};
 use super::{ApiError, AppState};
+use crate::auth::{Caller, Role};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,9 +19,13 @@ pub(crate) struct RetentionRequest {
 
 pub(crate) async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let retention = state.store.workflow_retention(&name).await?;
+    let retention = state
+        .store
+        .workflow_retention(&caller.project, &name)
+        .await?;
     Ok(Json(
         json!({"workflow": name, "retention": retention.to_text()}),
     ))
@@ -28,9 +33,11 @@ pub(crate) async fn get(
 
 pub(crate) async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Admin, "setting a workflow's retention")?;
     let request: RetentionRequest = body_as(body, r#"{"retention": "30d" or "off" or null}"#)?;
     let retention = match &request.retention {
         Value::Null => WorkflowRetention::Default,
@@ -41,7 +48,10 @@ pub(crate) async fn put(
             )));
         }
     };
-    state.store.set_workflow_retention(&name, retention).await?;
+    state
+        .store
+        .set_workflow_retention(&caller.project, &name, retention)
+        .await?;
     Ok(Json(
         json!({"workflow": name, "retention": retention.to_text()}),
     ))

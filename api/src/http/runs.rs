@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use caraml_engine::{
-    EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, Submission, WorkflowSpec,
-    WorkflowView,
+    EventView, MAX_PAGE, RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView, Submission,
+    WorkflowSpec, WorkflowView,
 };
 use serde_json::{Map, Value, json};
 
 use super::extract::{JsonBody, QueryParams, RunId, describe_json};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, check_run};
+use crate::auth::Caller;
 
 /// Runs per page of `GET /v1/runs` when the request sets no `limit`.
 const DEFAULT_RUN_PAGE: u32 = 50;
@@ -105,12 +106,19 @@ fn take_string(
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require_editor("submitting a run")?;
     let request = SubmitRequest::from_json(body)?;
     let submitted = state
         .store
-        .submit(request.submission, request.input, request.idempotency_key)
+        .submit_in(
+            &caller.project,
+            request.submission,
+            request.input,
+            request.idempotency_key,
+        )
         .await?;
     let status = if submitted.created {
         StatusCode::CREATED
@@ -140,10 +148,17 @@ pub(crate) fn parse_spec(spec: Value) -> Result<WorkflowSpec, ApiError> {
 
 pub(crate) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     query: QueryParams,
 ) -> Result<Json<RunPage>, ApiError> {
-    query.allow_only("GET /v1/runs", &["status", "workflow", "cursor", "limit"])?;
+    query.allow_only(
+        "GET /v1/runs",
+        &["status", "workflow", "from", "to", "cursor", "limit"],
+    )?;
     let filter = RunFilter {
+        project: Some(caller.project),
+        from: query.time("from")?,
+        to: query.time("to")?,
         status: query.one_of("status", &RUN_STATUSES)?,
         workflow: query.text(
             "workflow",
@@ -157,12 +172,34 @@ pub(crate) async fn list(
     Ok(Json(state.store.list_runs(&filter).await?))
 }
 
+/// Counts the project's runs per status, for a workflow and time range when given.
+pub(crate) async fn counts(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: QueryParams,
+) -> Result<Json<RunCounts>, ApiError> {
+    query.allow_only("GET /v1/runs/counts", &["workflow", "from", "to"])?;
+    let filter = RunFilter {
+        project: Some(caller.project),
+        workflow: query.text(
+            "workflow",
+            "give a workflow name, or leave the parameter out to count runs of every workflow",
+        )?,
+        from: query.time("from")?,
+        to: query.time("to")?,
+        ..RunFilter::default()
+    };
+    Ok(Json(state.store.count_runs(&filter).await?))
+}
+
 pub(crate) async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     RunId(id): RunId,
     query: QueryParams,
 ) -> Result<Json<RunView>, ApiError> {
     query.allow_only("GET /v1/runs/{id}", &["tasks"])?;
+    check_run(&state, &caller, id).await?;
     // `tasks=false` serves clients that poll a large run for its counts alone.
     let run = if query.flag("tasks")?.unwrap_or(true) {
         state.store.get_run(id).await?
@@ -174,26 +211,34 @@ pub(crate) async fn get(
 
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     RunId(id): RunId,
 ) -> Result<Json<Value>, ApiError> {
+    check_run(&state, &caller, id).await?;
+    caller.require_editor("cancelling a run")?;
     let status = state.store.cancel_run(id).await?;
     Ok(Json(json!({"id": id, "status": status})))
 }
 
 pub(crate) async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     RunId(id): RunId,
 ) -> Result<Json<Value>, ApiError> {
+    check_run(&state, &caller, id).await?;
+    caller.require_editor("retrying a run")?;
     let status = state.store.retry_run(id).await?;
     Ok(Json(json!({"id": id, "status": status})))
 }
 
 pub(crate) async fn events(
     State(state): State<AppState>,
+    caller: Caller,
     RunId(id): RunId,
     query: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
     query.allow_only("GET /v1/runs/{id}/events", &["after", "limit"])?;
+    check_run(&state, &caller, id).await?;
     let after = query.event_id("after")?.unwrap_or(0);
     let limit = query
         .whole_number("limit", 1, MAX_EVENT_PAGE)?
@@ -207,14 +252,21 @@ pub(crate) async fn events(
     Ok(Json(json!({"events": events, "next_after": next_after})))
 }
 
-pub(crate) async fn workflows(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let workflows: Vec<WorkflowView> = state.store.list_workflows().await?;
+pub(crate) async fn workflows(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let workflows: Vec<WorkflowView> = state.store.list_workflows(&caller.project).await?;
     let mut kinds: Vec<String> = state.store.known_kinds().await?.into_iter().collect();
     kinds.sort();
     Ok(Json(json!({"workflows": workflows, "kinds": kinds})))
 }
 
-pub(crate) async fn workers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Workers serve every project, so any valid token may list them.
+pub(crate) async fn workers(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"workers": state.store.list_workers().await?})))
 }
 

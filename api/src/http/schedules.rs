@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::extract::JsonBody;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 
 /// Routes of the schedule endpoints, merged into the API's router.
 pub(crate) fn routes() -> Router<AppState> {
@@ -38,8 +39,10 @@ struct CreateRequest {
 
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    caller.require_editor("creating a schedule")?;
     let request: CreateRequest = serde_json::from_value(body).map_err(|err| {
         ApiError::BadRequest(format!(
             "the schedule is not valid: {err}; send {{\"name\": NAME, \"cron\": \"0 * * * *\", \"workflow\": NAME, \"timezone\": \"Europe/Berlin\", \"input\": {{...}}, \"missed\": \"skip\" or \"run_once\"}}"
@@ -56,40 +59,70 @@ async fn create(
     if let Some(timezone) = request.timezone {
         schedule = schedule.timezone(timezone);
     }
-    let created = state.store.create_schedule(schedule).await?;
+    let created = state
+        .store
+        .create_schedule(&caller.project, schedule)
+        .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        json!({"schedules": state.store.list_schedules().await?}),
+        json!({"schedules": state.store.list_schedules(&caller.project).await?}),
     ))
 }
 
 async fn get_one(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(state.store.get_schedule(&name).await?))
+    Ok(Json(
+        state.store.get_schedule(&caller.project, &name).await?,
+    ))
 }
 
 async fn pause(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(state.store.pause_schedule(&name).await?))
+    change(&state, &caller, &name, "pausing a schedule").await?;
+    Ok(Json(
+        state.store.pause_schedule(&caller.project, &name).await?,
+    ))
 }
 
 async fn resume(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(state.store.resume_schedule(&name).await?))
+    change(&state, &caller, &name, "resuming a schedule").await?;
+    Ok(Json(
+        state.store.resume_schedule(&caller.project, &name).await?,
+    ))
 }
 
 async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    Ok(Json(state.store.delete_schedule(&name).await?))
+    change(&state, &caller, &name, "deleting a schedule").await?;
+    Ok(Json(
+        state.store.delete_schedule(&caller.project, &name).await?,
+    ))
+}
+
+/// Checks that the schedule exists in the caller's project before the role, so that a
+/// viewer learns nothing of other projects' schedules from a 403.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    action: &str,
+) -> Result<(), ApiError> {
+    state.store.get_schedule(&caller.project, name).await?;
+    caller.require_editor(action)
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::extract::JsonBody;
 use super::runs::parse_spec;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 
 /// Default time a replaced run keeps serving after the switch.
 const DEFAULT_DRAIN_SECONDS: f64 = 2.0;
@@ -39,21 +40,25 @@ struct ReplaceRequest {
 
 pub(crate) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
 ) -> Result<Json<Vec<ServiceView>>, ApiError> {
-    Ok(Json(state.store.list_services().await?))
+    Ok(Json(state.store.list_services(&caller.project).await?))
 }
 
 pub(crate) async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ServiceView>, ApiError> {
-    Ok(Json(state.store.get_service(&name).await?))
+    Ok(Json(state.store.get_service(&caller.project, &name).await?))
 }
 
 pub(crate) async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<ServiceView>), ApiError> {
+    caller.require_editor("creating a service")?;
     let request: CreateRequest = parse_body(body, CREATE_SHAPE)?;
     let drain = request.drain_seconds.unwrap_or(DEFAULT_DRAIN_SECONDS);
     if !drain.is_finite() || !(0.0..=600.0).contains(&drain) {
@@ -65,6 +70,7 @@ pub(crate) async fn create(
     let service = state
         .store
         .create_service(
+            &caller.project,
             &request.name,
             submission,
             request.input,
@@ -76,31 +82,44 @@ pub(crate) async fn create(
 
 pub(crate) async fn replace(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<ServiceView>, ApiError> {
+    caller.require_editor("replacing a service")?;
     let request: ReplaceRequest = parse_body(body, REPLACE_SHAPE)?;
     let submission = submission(request.workflow, request.spec)?;
     Ok(Json(
         state
             .store
-            .replace_service(&name, submission, request.input)
+            .replace_service(&caller.project, &name, submission, request.input)
             .await?,
     ))
 }
 
 pub(crate) async fn restart(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ServiceView>, ApiError> {
-    Ok(Json(state.store.restart_service(&name).await?))
+    // The existence check comes first, so that a viewer of another project gets a 404.
+    state.store.get_service(&caller.project, &name).await?;
+    caller.require_editor("restarting a service")?;
+    Ok(Json(
+        state.store.restart_service(&caller.project, &name).await?,
+    ))
 }
 
 pub(crate) async fn stop(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<ServiceView>, ApiError> {
-    Ok(Json(state.store.stop_service(&name).await?))
+    state.store.get_service(&caller.project, &name).await?;
+    caller.require_editor("stopping a service")?;
+    Ok(Json(
+        state.store.stop_service(&caller.project, &name).await?,
+    ))
 }
 
 const CREATE_SHAPE: &str =

@@ -10,7 +10,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::extract::{RunId, check_json_content_type, describe_json, quoted};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, check_run};
+use crate::auth::Caller;
 
 /// The body of a signal delivery; an empty body sends `null`.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +23,7 @@ struct SignalRequest {
 
 pub(crate) async fn send(
     State(state): State<AppState>,
+    caller: Caller,
     headers: axum::http::HeaderMap,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     body: Bytes,
@@ -58,13 +60,17 @@ pub(crate) async fn send(
         }
         serde_json::from_value(value).unwrap_or_default()
     };
+    check_run(&state, &caller, id).await?;
+    caller.require_editor("sending a signal")?;
     let delivered = state.store.send_signal(id, &name, request.payload).await?;
     Ok((StatusCode::CREATED, Json(delivered)))
 }
 
 pub(crate) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     RunId(id): RunId,
 ) -> Result<Json<Vec<SignalView>>, ApiError> {
+    check_run(&state, &caller, id).await?;
     Ok(Json(state.store.signals(id).await?))
 }

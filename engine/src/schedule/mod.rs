@@ -145,6 +145,7 @@ impl NewSchedule {
 /// A stored schedule.
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ScheduleView {
+    pub project: String,
     pub name: String,
     pub cron: String,
     pub timezone: String,

@@ -22,6 +22,8 @@ const BULK_BATCH: usize = 100;
 /// that sets nothing must set `all`, so that acting on every run is always asked for by name.
 #[derive(Debug, Clone, Default)]
 pub struct BulkFilter {
+    /// Every API caller acts on one project; `None` selects runs of all projects.
+    pub project: Option<String>,
     pub workflow: Option<String>,
     /// One status the action applies to; by default, every such status.
     pub status: Option<String>,
@@ -115,6 +117,7 @@ impl Store {
             "SELECT id FROM runs
              WHERE status = ANY($1)
                AND ($2::text IS NULL OR workflow = $2)
+               AND ($8::text IS NULL OR project = $8)
                AND ($3::timestamptz IS NULL OR created_at >= $3)
                AND ($4::timestamptz IS NULL OR created_at < $4)
                AND ($5::timestamptz IS NULL OR finished_at >= $5)
@@ -129,6 +132,7 @@ impl Store {
         .bind(filter.finished_since)
         .bind(filter.finished_until)
         .bind(i64::from(limit) + 1)
+        .bind(&filter.project)
         .fetch_all(&self.pool)
         .await?;
         let truncated = run_ids.len() > limit as usize;

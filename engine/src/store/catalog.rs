@@ -5,7 +5,7 @@ use std::sync::RwLock;
 
 use uuid::Uuid;
 
-use super::Store;
+use super::{DEFAULT_PROJECT, Store};
 use crate::error::{Error, Result};
 use crate::registry::Registry;
 use crate::spec::{Dag, WorkflowSpec};
@@ -27,8 +27,8 @@ pub struct WorkerRecord {
 #[derive(Debug, Default)]
 pub(super) struct Cache {
     kinds: RwLock<HashSet<String>>,
-    /// Workflow versions known to be stored, as (name, version).
-    workflows: RwLock<HashSet<(String, String)>>,
+    /// Workflow versions known to be stored, as (project, name, version).
+    workflows: RwLock<HashSet<(String, String, String)>>,
 }
 
 impl Store {
@@ -94,10 +94,32 @@ impl Store {
         Ok(kinds.into_iter().map(|(kind,)| kind).collect())
     }
 
-    /// Stores a workflow version and returns its version string, a hash of the spec: storing
-    /// the same spec twice keeps one version. A worker registering a Rust workflow makes its
-    /// version the latest again, and a spec may not take the name of a Rust workflow.
+    /// Stores a workflow version and returns its version string; see [`Store::store_spec`].
+    /// Workflows with source `rust` are shared by every project; other specs are stored in
+    /// the project [`DEFAULT_PROJECT`].
     pub async fn store_workflow(&self, spec: &WorkflowSpec, source: &str) -> Result<String> {
+        let project = if source == "rust" {
+            ""
+        } else {
+            DEFAULT_PROJECT
+        };
+        self.store_version(project, spec, source).await
+    }
+
+    /// Stores a spec submitted to `project` and returns its version string, a hash of the
+    /// spec: storing the same spec twice keeps one version. A spec may not take the name of
+    /// a workflow defined in Rust.
+    pub async fn store_spec(&self, project: &str, spec: &WorkflowSpec) -> Result<String> {
+        self.store_version(project, spec, "spec").await
+    }
+
+    /// A worker registering a Rust workflow makes its version the latest again.
+    async fn store_version(
+        &self,
+        project: &str,
+        spec: &WorkflowSpec,
+        source: &str,
+    ) -> Result<String> {
         let document = serde_json::to_value(spec).map_err(|err| {
             Error::InvalidInput(format!(
                 "workflow `{}` could not be encoded: {err}",
@@ -105,7 +127,7 @@ impl Store {
             ))
         })?;
         let version = spec_version(&document);
-        let key = (spec.name.clone(), version.clone());
+        let key = (project.to_owned(), spec.name.clone(), version.clone());
         if self
             .cache
             .workflows
@@ -130,14 +152,15 @@ impl Store {
             }
         }
         sqlx::query(
-            "INSERT INTO workflows (name, version, spec, source) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name, version) DO UPDATE SET created_at = now()
+            "INSERT INTO workflows (project, name, version, spec, source) VALUES ($5, $1, $2, $3, $4)
+             ON CONFLICT (project, name, version) DO UPDATE SET created_at = now()
              WHERE workflows.source = 'rust'",
         )
         .bind(&spec.name)
         .bind(&version)
         .bind(&document)
         .bind(source)
+        .bind(project)
         .execute(&self.pool)
         .await?;
         self.cache
@@ -148,12 +171,25 @@ impl Store {
         Ok(version)
     }
 
-    /// Returns the newest stored version of workflow `name`.
+    /// Returns the newest stored version of workflow `name` in the project
+    /// [`DEFAULT_PROJECT`].
     pub async fn latest_workflow(&self, name: &str) -> Result<(WorkflowSpec, String)> {
+        self.latest_workflow_in(DEFAULT_PROJECT, name).await
+    }
+
+    /// Returns the newest version of workflow `name` that `project` can run: a workflow
+    /// defined in Rust, or a spec submitted to the project.
+    pub async fn latest_workflow_in(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<(WorkflowSpec, String)> {
         let row: Option<(sqlx::types::Json<WorkflowSpec>, String)> = sqlx::query_as(
-            "SELECT spec, version FROM workflows WHERE name = $1 ORDER BY created_at DESC LIMIT 1",
+            "SELECT spec, version FROM workflows WHERE name = $1 AND project IN ('', $2)
+             ORDER BY created_at DESC LIMIT 1",
         )
         .bind(name)
+        .bind(project)
         .fetch_optional(&self.pool)
         .await?;
         let (spec, version) = row.ok_or_else(|| Error::NotFound {

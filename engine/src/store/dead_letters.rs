@@ -31,6 +31,8 @@ pub struct DeadLetter {
 /// previous page.
 #[derive(Debug, Clone, Default)]
 pub struct DeadLetterFilter {
+    /// Every API caller lists one project; `None` lists all projects.
+    pub project: Option<String>,
     pub workflow: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -109,6 +111,7 @@ impl Store {
                AND ($3::timestamptz IS NULL OR t.finished_at < $3)
                AND ($4::timestamptz IS NULL
                     OR (t.finished_at, t.run_id, t.idx) < ($4, $5::uuid, $6::int4))
+               AND ($8::text IS NULL OR r.project = $8)
              ORDER BY t.finished_at DESC, t.run_id DESC, t.idx DESC
              LIMIT $7",
         )
@@ -119,6 +122,7 @@ impl Store {
         .bind(cursor.as_ref().map(|c| c.run_id))
         .bind(cursor.as_ref().map(|c| c.idx))
         .bind(i64::from(limit) + 1)
+        .bind(&filter.project)
         .fetch_all(&self.pool)
         .await?;
         let next_cursor = if letters.len() > limit as usize {

@@ -46,11 +46,11 @@ pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage};
 pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
 pub use query::{
-    ChildView, EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView,
+    ChildView, EventView, MAX_PAGE, RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView, TaskView,
     WorkflowView,
 };
 pub use services::ServiceView;
-pub use submit::{Submission, Submitted};
+pub use submit::{DEFAULT_PROJECT, Submission, Submitted};
 pub(crate) use waits::ChildState;
 pub use waits::{Delivered, SignalView};
 

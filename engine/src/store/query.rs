@@ -19,6 +19,7 @@ pub const MAX_PAGE: u32 = 500;
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RunView {
     pub id: Uuid,
+    pub project: String,
     pub workflow: String,
     pub workflow_version: String,
     pub status: String,
@@ -107,10 +108,26 @@ pub struct WorkflowView {
 /// `next_cursor` of the previous page.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// Every API caller lists one project; `None` lists all projects.
+    pub project: Option<String>,
     pub status: Option<String>,
     pub workflow: Option<String>,
+    /// Runs created at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Runs created before this time.
+    pub to: Option<DateTime<Utc>>,
     pub before: Option<Uuid>,
     pub limit: u32,
+}
+
+/// Runs of one project per status, as the dashboard's header shows them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,7 +136,7 @@ pub struct RunPage {
     pub next_cursor: Option<Uuid>,
 }
 
-const RUN_COLUMNS: &str = "id, workflow, workflow_version, status, input, idempotency_key, tasks_total,
+const RUN_COLUMNS: &str = "id, project, workflow, workflow_version, status, input, idempotency_key, tasks_total,
     tasks_succeeded, tasks_failed, tasks_skipped, tasks_cancelled, created_at, started_at, finished_at,
     parent_run_id, parent_task_idx";
 
@@ -221,31 +238,37 @@ impl Store {
         .ok_or_else(|| Error::run_not_found(run_id))
     }
 
+    /// Returns the project a run belongs to.
+    pub async fn run_project(&self, run_id: Uuid) -> Result<String> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT project FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(project,)| project)
+            .ok_or_else(|| Error::run_not_found(run_id))
+    }
+
     /// Lists runs, newest first.
+    ///
+    /// Run ids are UUIDv7, so a time range becomes a range of ids and every filter walks one
+    /// of the `(project, ..., id DESC)` indexes in order. The statement holds only the
+    /// conditions the filter sets: a prepared statement with `$n IS NULL OR ...` branches can
+    /// fall back to a generic plan that no longer uses the index of the filter given.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<RunPage> {
-        if let Some(status) = &filter.status
-            && !RUN_STATUSES.contains(&status.as_str())
-        {
-            return Err(Error::InvalidInput(format!(
-                "status `{status}` is not a run status; use one of {}",
-                RUN_STATUSES.join(", ")
-            )));
-        }
+        check_status(filter.status.as_deref())?;
         let limit = filter.limit.clamp(1, MAX_PAGE);
-        let mut runs: Vec<RunView> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs
-             WHERE ($1::text IS NULL OR status = $1)
-               AND ($2::text IS NULL OR workflow = $2)
-               AND ($3::uuid IS NULL OR id < $3)
-             ORDER BY id DESC
-             LIMIT $4"
-        )))
-        .bind(&filter.status)
-        .bind(&filter.workflow)
-        .bind(filter.before)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+        let (sql, bounds) = run_conditions(filter);
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs {sql} ORDER BY id DESC LIMIT $7");
+        let mut runs: Vec<RunView> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(&filter.project)
+            .bind(&filter.status)
+            .bind(&filter.workflow)
+            .bind(bounds.0)
+            .bind(bounds.1)
+            .bind(filter.before)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let next_cursor = if runs.len() > limit as usize {
             runs.truncate(limit as usize);
             runs.last().map(|run| run.id)
@@ -253,6 +276,39 @@ impl Store {
             None
         };
         Ok(RunPage { runs, next_cursor })
+    }
+
+    /// Counts the runs a filter selects, per status; the filter's status, cursor and limit
+    /// are ignored.
+    pub async fn count_runs(&self, filter: &RunFilter) -> Result<RunCounts> {
+        let filter = RunFilter {
+            status: None,
+            before: None,
+            ..filter.clone()
+        };
+        let (sql, bounds) = run_conditions(&filter);
+        let sql = format!("SELECT status, count(*) FROM runs {sql} GROUP BY status");
+        let rows: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(&filter.project)
+            .bind(None::<String>)
+            .bind(&filter.workflow)
+            .bind(bounds.0)
+            .bind(bounds.1)
+            .bind(None::<Uuid>)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = RunCounts::default();
+        for (status, count) in rows {
+            match status.as_str() {
+                "queued" => counts.queued = count,
+                "running" => counts.running = count,
+                "succeeded" => counts.succeeded = count,
+                "failed" => counts.failed = count,
+                "cancelled" => counts.cancelled = count,
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 
     /// Returns the events of a run in order, after event id `after`.
@@ -273,12 +329,14 @@ impl Store {
         .await?)
     }
 
-    /// Lists the newest version of every workflow.
-    pub async fn list_workflows(&self) -> Result<Vec<WorkflowView>> {
+    /// Lists the newest version of every workflow `project` can run: those defined in Rust
+    /// and the specs submitted to the project.
+    pub async fn list_workflows(&self, project: &str) -> Result<Vec<WorkflowView>> {
         Ok(sqlx::query_as(
             "SELECT DISTINCT ON (name) name, version, source, created_at, spec
-             FROM workflows ORDER BY name, created_at DESC",
+             FROM workflows WHERE project IN ('', $1) ORDER BY name, created_at DESC",
         )
+        .bind(project)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -292,4 +350,61 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+fn check_status(status: Option<&str>) -> Result<()> {
+    if let Some(status) = status
+        && !RUN_STATUSES.contains(&status)
+    {
+        return Err(Error::InvalidInput(format!(
+            "status `{status}` is not a run status; use one of {}",
+            RUN_STATUSES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the WHERE clause of a run filter over the parameters $1 project, $2 status,
+/// $3 workflow, $4 and $5 the id bounds of the time range, $6 the cursor. Only the
+/// conditions the filter sets are written; the others keep their parameter numbers.
+fn run_conditions(filter: &RunFilter) -> (String, (Option<Uuid>, Option<Uuid>)) {
+    let bounds = (filter.from.map(first_id_at), filter.to.map(first_id_at));
+    let mut conditions = vec!["true"];
+    if filter.project.is_some() {
+        conditions.push("project = $1");
+    }
+    if filter.status.is_some() {
+        conditions.push("status = $2");
+    }
+    if filter.workflow.is_some() {
+        conditions.push("workflow = $3");
+    }
+    if bounds.0.is_some() {
+        conditions.push("id >= $4");
+    }
+    if bounds.1.is_some() {
+        conditions.push("id < $5");
+    }
+    if filter.before.is_some() {
+        conditions.push("id < $6");
+    }
+    // Parameters the filter leaves unset still need a type, and a use PostgreSQL accepts.
+    let unused = "AND ($1::text IS NULL OR true) AND ($2::text IS NULL OR true)
+        AND ($3::text IS NULL OR true) AND ($4::uuid IS NULL OR true)
+        AND ($5::uuid IS NULL OR true) AND ($6::uuid IS NULL OR true)";
+    (
+        format!("WHERE {} {unused}", conditions.join(" AND ")),
+        bounds,
+    )
+}
+
+/// The smallest UUIDv7 of the millisecond `time`: every run created at or after `time` has
+/// an id at least this large.
+fn first_id_at(time: DateTime<Utc>) -> Uuid {
+    let millis = time.timestamp_millis().clamp(0, (1 << 48) - 1) as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
 }

@@ -28,10 +28,11 @@ WITH sweep_lock AS (
     SELECT pg_try_advisory_xact_lock($5) AS held
 ),
 policies AS (
-    SELECT names.name AS workflow,
+    SELECT p.name AS project, names.name AS workflow,
            CASE WHEN o.workflow IS NULL THEN $2::int8 ELSE o.retention_seconds END AS seconds
-    FROM (SELECT DISTINCT name FROM workflows) names
-    LEFT JOIN workflow_retention o ON o.workflow = names.name
+    FROM projects p
+    JOIN (SELECT DISTINCT project, name FROM workflows) names ON names.project IN ('', p.name)
+    LEFT JOIN workflow_retention o ON o.project = p.name AND o.workflow = names.name
     WHERE (SELECT held FROM sweep_lock)
 ),
 candidates AS (
@@ -40,7 +41,8 @@ candidates AS (
     CROSS JOIN LATERAL (
         SELECT id, tasks_total, $1::timestamptz - p.seconds * interval '1 second' AS cutoff
         FROM runs
-        WHERE runs.workflow = p.workflow AND finished_at IS NOT NULL
+        WHERE runs.project = p.project AND runs.workflow = p.workflow
+          AND finished_at IS NOT NULL
           AND finished_at < $1::timestamptz - p.seconds * interval '1 second'
         ORDER BY finished_at
         LIMIT $3
@@ -133,9 +135,10 @@ impl Store {
         }
     }
 
-    /// Sets how long finished runs of `workflow` are kept.
+    /// Sets how long finished runs of `workflow` in `project` are kept.
     pub async fn set_workflow_retention(
         &self,
+        project: &str,
         workflow: &str,
         retention: WorkflowRetention,
     ) -> Result<()> {
@@ -150,35 +153,44 @@ impl Store {
             WorkflowRetention::After(age) => Some(retention_seconds(age)),
             WorkflowRetention::Forever | WorkflowRetention::Default => None,
         };
-        self.require_workflow(workflow).await?;
+        self.require_workflow(project, workflow).await?;
         if retention == WorkflowRetention::Default {
-            sqlx::query("DELETE FROM workflow_retention WHERE workflow = $1")
+            sqlx::query("DELETE FROM workflow_retention WHERE project = $2 AND workflow = $1")
                 .bind(workflow)
+                .bind(project)
                 .execute(&self.pool)
                 .await?;
         } else {
             sqlx::query(
-                "INSERT INTO workflow_retention (workflow, retention_seconds) VALUES ($1, $2)
-                 ON CONFLICT (workflow) DO UPDATE
+                "INSERT INTO workflow_retention (workflow, retention_seconds, project)
+                 VALUES ($1, $2, $3)
+                 ON CONFLICT (project, workflow) DO UPDATE
                  SET retention_seconds = EXCLUDED.retention_seconds, updated_at = now()",
             )
             .bind(workflow)
             .bind(seconds)
+            .bind(project)
             .execute(&self.pool)
             .await?;
         }
-        tracing::info!(workflow, retention = ?retention.to_text(), "workflow retention set");
+        tracing::info!(project, workflow, retention = ?retention.to_text(), "workflow retention set");
         Ok(())
     }
 
     /// Returns the retention `workflow` sets for its finished runs.
-    pub async fn workflow_retention(&self, workflow: &str) -> Result<WorkflowRetention> {
-        self.require_workflow(workflow).await?;
-        let row: Option<(Option<i64>,)> =
-            sqlx::query_as("SELECT retention_seconds FROM workflow_retention WHERE workflow = $1")
-                .bind(workflow)
-                .fetch_optional(&self.pool)
-                .await?;
+    pub async fn workflow_retention(
+        &self,
+        project: &str,
+        workflow: &str,
+    ) -> Result<WorkflowRetention> {
+        self.require_workflow(project, workflow).await?;
+        let row: Option<(Option<i64>,)> = sqlx::query_as(
+            "SELECT retention_seconds FROM workflow_retention WHERE project = $2 AND workflow = $1",
+        )
+        .bind(workflow)
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match row {
             None => WorkflowRetention::Default,
             Some((None,)) => WorkflowRetention::Forever,
@@ -188,12 +200,14 @@ impl Store {
         })
     }
 
-    async fn require_workflow(&self, workflow: &str) -> Result<()> {
-        let found: Option<(i32,)> =
-            sqlx::query_as("SELECT 1 FROM workflows WHERE name = $1 LIMIT 1")
-                .bind(workflow)
-                .fetch_optional(&self.pool)
-                .await?;
+    async fn require_workflow(&self, project: &str, workflow: &str) -> Result<()> {
+        let found: Option<(i32,)> = sqlx::query_as(
+            "SELECT 1 FROM workflows WHERE name = $1 AND project IN ('', $2) LIMIT 1",
+        )
+        .bind(workflow)
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?;
         if found.is_none() {
             return Err(Error::NotFound {
                 what: "workflow",

@@ -14,12 +14,13 @@ use crate::schedule::{
 use crate::spec::check_name;
 
 const SCHEDULE_COLUMNS: &str =
-    "name, cron, timezone, workflow, input, missed, paused, next_tick_at,
+    "project, name, cron, timezone, workflow, input, missed, paused, next_tick_at,
     last_tick_at, last_run_id, last_error, created_at";
 
 /// A due schedule as the scheduler claims it.
 #[derive(sqlx::FromRow)]
 struct DueSchedule {
+    project: String,
     name: String,
     cron: String,
     timezone: String,
@@ -33,15 +34,21 @@ struct DueSchedule {
 impl Store {
     /// Validates and stores a schedule. Its first tick is the first one after the store
     /// clock's current time.
-    pub async fn create_schedule(&self, schedule: NewSchedule) -> Result<ScheduleView> {
+    pub async fn create_schedule(
+        &self,
+        project: &str,
+        schedule: NewSchedule,
+    ) -> Result<ScheduleView> {
         check_name("schedule name", &schedule.name).map_err(Error::InvalidInput)?;
         let cron = CronSchedule::parse(&schedule.cron, &schedule.timezone)?;
         check_name("workflow name", &schedule.workflow).map_err(Error::InvalidInput)?;
-        let stored: Option<(String,)> =
-            sqlx::query_as("SELECT name FROM workflows WHERE name = $1 LIMIT 1")
-                .bind(&schedule.workflow)
-                .fetch_optional(&self.pool)
-                .await?;
+        let stored: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM workflows WHERE name = $1 AND project IN ('', $2) LIMIT 1",
+        )
+        .bind(&schedule.workflow)
+        .bind(project)
+        .fetch_optional(&self.pool)
+        .await?;
         if stored.is_none() {
             return Err(Error::InvalidInput(format!(
                 "workflow `{}` is not registered; start a worker that registers it, or submit a spec with that name once, then create the schedule",
@@ -58,9 +65,10 @@ impl Store {
 
         let created: Option<ScheduleView> = sqlx::query_as(AssertSqlSafe(format!(
             "WITH inserted AS (
-                INSERT INTO schedules (name, cron, timezone, workflow, input, missed, paused, next_tick_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                ON CONFLICT (name) DO NOTHING
+                INSERT INTO schedules (name, cron, timezone, workflow, input, missed, paused,
+                                       next_tick_at, project)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10)
+                ON CONFLICT (project, name) DO NOTHING
                 RETURNING {SCHEDULE_COLUMNS}
             ),
             woken AS (SELECT count(pg_notify($9, name)) FROM inserted)
@@ -75,6 +83,7 @@ impl Store {
         .bind(schedule.paused)
         .bind(first_tick)
         .bind(SCHEDULES_CHANNEL)
+        .bind(project)
         .fetch_optional(&self.pool)
         .await?;
         let created = created.ok_or_else(|| {
@@ -84,6 +93,7 @@ impl Store {
             ))
         })?;
         tracing::info!(
+            project,
             schedule.name = %created.name,
             schedule.cron = %created.cron,
             schedule.timezone = %created.timezone,
@@ -94,20 +104,22 @@ impl Store {
         Ok(created)
     }
 
-    /// Lists every schedule by name.
-    pub async fn list_schedules(&self) -> Result<Vec<ScheduleView>> {
+    /// Lists the schedules of `project` by name.
+    pub async fn list_schedules(&self, project: &str) -> Result<Vec<ScheduleView>> {
         Ok(sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE project = $1 ORDER BY name"
         )))
+        .bind(project)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    pub async fn get_schedule(&self, name: &str) -> Result<ScheduleView> {
+    pub async fn get_schedule(&self, project: &str, name: &str) -> Result<ScheduleView> {
         sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = $1"
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE project = $2 AND name = $1"
         )))
         .bind(name)
+        .bind(project)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| schedule_not_found(name))
@@ -115,10 +127,10 @@ impl Store {
 
     /// Pauses a schedule: it starts no runs until resumed. Pausing a paused schedule
     /// changes nothing.
-    pub async fn pause_schedule(&self, name: &str) -> Result<ScheduleView> {
+    pub async fn pause_schedule(&self, project: &str, name: &str) -> Result<ScheduleView> {
         let paused: Option<ScheduleView> = sqlx::query_as(AssertSqlSafe(format!(
             "WITH updated AS (
-                UPDATE schedules SET paused = true WHERE name = $1
+                UPDATE schedules SET paused = true WHERE name = $1 AND project = $3
                 RETURNING {SCHEDULE_COLUMNS}
             ),
             woken AS (SELECT count(pg_notify($2, name)) FROM updated)
@@ -126,6 +138,7 @@ impl Store {
         )))
         .bind(name)
         .bind(SCHEDULES_CHANNEL)
+        .bind(project)
         .fetch_optional(&self.pool)
         .await?;
         let paused = paused.ok_or_else(|| schedule_not_found(name))?;
@@ -136,18 +149,20 @@ impl Store {
     /// Resumes a paused schedule from the first tick after the store clock's current time;
     /// the ticks that passed while it was paused start no runs. Resuming a schedule that is
     /// not paused changes nothing.
-    pub async fn resume_schedule(&self, name: &str) -> Result<ScheduleView> {
+    pub async fn resume_schedule(&self, project: &str, name: &str) -> Result<ScheduleView> {
         let mut tx = self.pool.begin().await?;
         let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT cron, timezone, paused FROM schedules WHERE name = $1 FOR UPDATE",
+            "SELECT cron, timezone, paused FROM schedules
+             WHERE project = $1 AND name = $2 FOR UPDATE",
         )
+        .bind(project)
         .bind(name)
         .fetch_optional(&mut *tx)
         .await?;
         let (expression, timezone, paused) = row.ok_or_else(|| schedule_not_found(name))?;
         if !paused {
             drop(tx);
-            return self.get_schedule(name).await;
+            return self.get_schedule(project, name).await;
         }
 
         let now = self.clock.now();
@@ -160,7 +175,8 @@ impl Store {
             })?;
         let resumed: ScheduleView = sqlx::query_as(AssertSqlSafe(format!(
             "WITH updated AS (
-                UPDATE schedules SET paused = false, next_tick_at = $2 WHERE name = $1
+                UPDATE schedules SET paused = false, next_tick_at = $2
+                WHERE name = $1 AND project = $4
                 RETURNING {SCHEDULE_COLUMNS}
             ),
             woken AS (SELECT count(pg_notify($3, name)) FROM updated)
@@ -169,6 +185,7 @@ impl Store {
         .bind(name)
         .bind(next_tick)
         .bind(SCHEDULES_CHANNEL)
+        .bind(project)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -177,10 +194,10 @@ impl Store {
     }
 
     /// Deletes a schedule and returns it as it was. Runs it started are kept.
-    pub async fn delete_schedule(&self, name: &str) -> Result<ScheduleView> {
+    pub async fn delete_schedule(&self, project: &str, name: &str) -> Result<ScheduleView> {
         let deleted: Option<ScheduleView> = sqlx::query_as(AssertSqlSafe(format!(
             "WITH deleted AS (
-                DELETE FROM schedules WHERE name = $1
+                DELETE FROM schedules WHERE name = $1 AND project = $3
                 RETURNING {SCHEDULE_COLUMNS}
             ),
             woken AS (SELECT count(pg_notify($2, name)) FROM deleted)
@@ -188,6 +205,7 @@ impl Store {
         )))
         .bind(name)
         .bind(SCHEDULES_CHANNEL)
+        .bind(project)
         .fetch_optional(&self.pool)
         .await?;
         let deleted = deleted.ok_or_else(|| schedule_not_found(name))?;
@@ -215,7 +233,7 @@ impl Store {
     pub async fn fire_due_schedule(&self, now: DateTime<Utc>) -> Result<Option<Fired>> {
         let mut tx = self.pool.begin().await?;
         let due: Option<DueSchedule> = sqlx::query_as(
-            "SELECT name, cron, timezone, workflow, input, missed, next_tick_at
+            "SELECT project, name, cron, timezone, workflow, input, missed, next_tick_at
              FROM schedules
              WHERE NOT paused AND next_tick_at <= $1
              ORDER BY next_tick_at
@@ -243,11 +261,15 @@ impl Store {
                 let error = format!(
                     "{reason}; the schedule was paused: delete it and create it with an expression that matches future times"
                 );
-                sqlx::query("UPDATE schedules SET paused = true, last_error = $2 WHERE name = $1")
-                    .bind(&due.name)
-                    .bind(&error)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE schedules SET paused = true, last_error = $2
+                     WHERE name = $1 AND project = $3",
+                )
+                .bind(&due.name)
+                .bind(&error)
+                .bind(&due.project)
+                .execute(&mut *tx)
+                .await?;
                 tx.commit().await?;
                 return Ok(Some(Fired {
                     schedule: due.name,
@@ -272,11 +294,18 @@ impl Store {
             error: None,
         };
         if let Some(tick) = run {
-            match self.latest_compiled(&due.workflow).await {
+            match self.latest_compiled(&due.project, &due.workflow).await {
                 Ok((dag, version)) => {
                     let key = tick_key(&due.name, tick);
                     let (run_id, created) = self
-                        .insert_scheduled_run(&mut tx, &dag, &version, &due.input, &key)
+                        .insert_scheduled_run(
+                            &mut tx,
+                            &due.project,
+                            &dag,
+                            &version,
+                            &due.input,
+                            &key,
+                        )
                         .await?;
                     fired.run_id = Some(run_id);
                     fired.created = created;
@@ -299,13 +328,14 @@ impl Store {
                  last_tick_at = CASE WHEN $3::uuid IS NULL THEN last_tick_at ELSE $4 END,
                  last_run_id = coalesce($3, last_run_id),
                  last_error = $5
-             WHERE name = $1",
+             WHERE name = $1 AND project = $6",
         )
         .bind(&due.name)
         .bind(next)
         .bind(fired.run_id)
         .bind(fired.tick)
         .bind(&fired.error)
+        .bind(&due.project)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -316,8 +346,12 @@ impl Store {
     }
 
     /// Returns the latest stored version of a workflow, compiled.
-    async fn latest_compiled(&self, workflow: &str) -> Result<(crate::spec::Dag, String)> {
-        let (spec, version) = self.latest_workflow(workflow).await?;
+    async fn latest_compiled(
+        &self,
+        project: &str,
+        workflow: &str,
+    ) -> Result<(crate::spec::Dag, String)> {
+        let (spec, version) = self.latest_workflow_in(project, workflow).await?;
         Ok((self.compile(&spec).await?, version))
     }
 }

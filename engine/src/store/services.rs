@@ -13,6 +13,7 @@ use crate::spec::{WorkflowSpec, check_name};
 /// A service as the API shows it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct ServiceView {
+    pub project: String,
     pub name: String,
     /// `starting`, `ready`, `restarting`, `stopped`, `exited` or `failed`.
     pub status: String,
@@ -34,7 +35,7 @@ pub struct ServiceView {
 }
 
 const SERVICE_VIEW: &str = "
-SELECT s.name,
+SELECT s.project, s.name,
        CASE WHEN s.stopped OR r.status = 'cancelled' THEN 'stopped'
             WHEN r.status = 'failed' THEN 'failed'
             WHEN r.status = 'succeeded' THEN 'exited'
@@ -61,19 +62,21 @@ LEFT JOIN LATERAL (
 const MAX_DRAIN: Duration = Duration::from_secs(600);
 
 impl Store {
-    /// Lists services by name.
-    pub async fn list_services(&self) -> Result<Vec<ServiceView>> {
+    /// Lists the services of `project` by name.
+    pub async fn list_services(&self, project: &str) -> Result<Vec<ServiceView>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SERVICE_VIEW} ORDER BY s.name LIMIT 1000"
+            "{SERVICE_VIEW} WHERE s.project = $1 ORDER BY s.name LIMIT 1000"
         )))
+        .bind(project)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    pub async fn get_service(&self, name: &str) -> Result<ServiceView> {
+    pub async fn get_service(&self, project: &str, name: &str) -> Result<ServiceView> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SERVICE_VIEW} WHERE s.name = $1"
+            "{SERVICE_VIEW} WHERE s.project = $1 AND s.name = $2"
         )))
+        .bind(project)
         .bind(name)
         .fetch_optional(&self.pool)
         .await?
@@ -84,6 +87,7 @@ impl Store {
     /// service of the same name is started anew.
     pub async fn create_service(
         &self,
+        project: &str,
         name: &str,
         submission: Submission,
         input: Value,
@@ -91,29 +95,32 @@ impl Store {
     ) -> Result<ServiceView> {
         check_name("service name", name).map_err(Error::InvalidInput)?;
         check_drain(drain)?;
-        let existing: Option<(bool, i32)> =
-            sqlx::query_as("SELECT stopped, generation FROM services WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let existing: Option<(bool, i32)> = sqlx::query_as(
+            "SELECT stopped, generation FROM services WHERE project = $1 AND name = $2",
+        )
+        .bind(project)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         if let Some((false, _)) = existing {
             return Err(Error::Conflict(format!(
                 "service `{name}` already exists; replace it with `caraml service replace {name}` or stop it first"
             )));
         }
         let generation = existing.map_or(1, |(_, generation)| generation + 1);
-        self.check_service_workflow(&submission).await?;
+        self.check_service_workflow(project, &submission).await?;
         let run = self
-            .submit(
+            .submit_in(
+                project,
                 submission,
                 input,
                 Some(format!("service:{name}:{generation}")),
             )
             .await?;
         sqlx::query(
-            "INSERT INTO services (name, run_id, drain_ms, generation)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (name) DO UPDATE
+            "INSERT INTO services (name, run_id, drain_ms, generation, project)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (project, name) DO UPDATE
              SET run_id = $2, drain_ms = $3, generation = $4, stopped = false,
                  candidate_run_id = NULL, retiring_run_id = NULL, retire_at = NULL,
                  updated_at = now()",
@@ -122,10 +129,11 @@ impl Store {
         .bind(run.id)
         .bind(drain.as_millis() as i32)
         .bind(generation)
+        .bind(project)
         .execute(&self.pool)
         .await?;
-        tracing::info!(service = name, run.id = %run.id, "service started");
-        self.get_service(name).await
+        tracing::info!(project, service = name, run.id = %run.id, "service started");
+        self.get_service(project, name).await
     }
 
     /// Replaces a service by a new version. The new run starts beside the current one and
@@ -133,13 +141,16 @@ impl Store {
     /// time after the switch, then stops.
     pub async fn replace_service(
         &self,
+        project: &str,
         name: &str,
         submission: Submission,
         input: Value,
     ) -> Result<ServiceView> {
         let row: Option<(bool, i32, Option<Uuid>)> = sqlx::query_as(
-            "SELECT stopped, generation, candidate_run_id FROM services WHERE name = $1",
+            "SELECT stopped, generation, candidate_run_id FROM services
+             WHERE project = $1 AND name = $2",
         )
+        .bind(project)
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
@@ -149,10 +160,11 @@ impl Store {
                 "service `{name}` is stopped; start it with `caraml service restart {name}`"
             )));
         }
-        self.check_service_workflow(&submission).await?;
+        self.check_service_workflow(project, &submission).await?;
         let generation = generation + 1;
         let run = self
-            .submit(
+            .submit_in(
+                project,
                 submission,
                 input,
                 Some(format!("service:{name}:{generation}")),
@@ -160,11 +172,12 @@ impl Store {
             .await?;
         let updated = sqlx::query(
             "UPDATE services SET candidate_run_id = $2, generation = $3, updated_at = now()
-             WHERE name = $1 AND generation = $3 - 1",
+             WHERE name = $1 AND generation = $3 - 1 AND project = $4",
         )
         .bind(name)
         .bind(run.id)
         .bind(generation)
+        .bind(project)
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
@@ -187,17 +200,19 @@ impl Store {
         if ready {
             self.take_over(run.id).await?;
         }
-        tracing::info!(service = name, run.id = %run.id, generation, "service replacement started");
-        self.get_service(name).await
+        tracing::info!(project, service = name, run.id = %run.id, generation, "service replacement started");
+        self.get_service(project, name).await
     }
 
     /// Restarts a service with no gap: a new run of the same workflow and input replaces
     /// the current one. A stopped service starts again.
-    pub async fn restart_service(&self, name: &str) -> Result<ServiceView> {
+    pub async fn restart_service(&self, project: &str, name: &str) -> Result<ServiceView> {
         let row: Option<(bool, String, Value, i32)> = sqlx::query_as(
             "SELECT s.stopped, r.workflow, r.input, s.drain_ms
-             FROM services s JOIN runs r ON r.id = s.run_id WHERE s.name = $1",
+             FROM services s JOIN runs r ON r.id = s.run_id
+             WHERE s.project = $1 AND s.name = $2",
         )
+        .bind(project)
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
@@ -205,17 +220,21 @@ impl Store {
         let submission = Submission::Workflow(workflow);
         if stopped {
             let drain = Duration::from_millis(drain_ms.max(0) as u64);
-            return self.create_service(name, submission, input, drain).await;
+            return self
+                .create_service(project, name, submission, input, drain)
+                .await;
         }
-        self.replace_service(name, submission, input).await
+        self.replace_service(project, name, submission, input).await
     }
 
     /// Stops a service: its runs are cancelled, which cancels the service task.
-    pub async fn stop_service(&self, name: &str) -> Result<ServiceView> {
+    pub async fn stop_service(&self, project: &str, name: &str) -> Result<ServiceView> {
         let row: Option<(Uuid, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
-            "UPDATE services SET stopped = true, updated_at = now() WHERE name = $1
+            "UPDATE services SET stopped = true, updated_at = now()
+             WHERE project = $1 AND name = $2
              RETURNING run_id, candidate_run_id, retiring_run_id",
         )
+        .bind(project)
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
@@ -226,8 +245,8 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
-        tracing::info!(service = name, "service stopped");
-        self.get_service(name).await
+        tracing::info!(project, service = name, "service stopped");
+        self.get_service(project, name).await
     }
 
     /// Records that an attempt of a service task is ready at `address`. When its run
@@ -266,13 +285,13 @@ impl Store {
     async fn take_over(&self, run_id: Uuid) -> Result<()> {
         let switched: Option<(String, Option<Uuid>, i32)> = sqlx::query_as(
             "WITH old AS (
-                SELECT name, run_id, retiring_run_id FROM services
+                SELECT project, name, run_id, retiring_run_id FROM services
                 WHERE candidate_run_id = $1 FOR UPDATE
             )
             UPDATE services s
             SET run_id = $1, candidate_run_id = NULL, retiring_run_id = old.run_id,
                 retire_at = now() + s.drain_ms * interval '1 millisecond', updated_at = now()
-            FROM old WHERE s.name = old.name
+            FROM old WHERE s.project = old.project AND s.name = old.name
             RETURNING s.name, old.retiring_run_id, s.drain_ms",
         )
         .bind(run_id)
@@ -302,10 +321,10 @@ impl Store {
     pub(crate) async fn retire_due_services(&self) -> Result<()> {
         let due: Vec<(String, Uuid)> = sqlx::query_as(
             "UPDATE services s SET retiring_run_id = NULL, retire_at = NULL
-             FROM (SELECT name, retiring_run_id FROM services
+             FROM (SELECT project, name, retiring_run_id FROM services
                    WHERE retiring_run_id IS NOT NULL AND retire_at <= now()
                    FOR UPDATE SKIP LOCKED) d
-             WHERE s.name = d.name
+             WHERE s.project = d.project AND s.name = d.name
              RETURNING s.name, d.retiring_run_id",
         )
         .fetch_all(&self.pool)
@@ -322,10 +341,10 @@ impl Store {
     }
 
     /// Checks that a workflow has exactly one task of a service kind.
-    async fn check_service_workflow(&self, submission: &Submission) -> Result<()> {
+    async fn check_service_workflow(&self, project: &str, submission: &Submission) -> Result<()> {
         let spec: WorkflowSpec = match submission {
             Submission::Spec(spec) => spec.clone(),
-            Submission::Workflow(name) => self.latest_workflow(name).await?.0,
+            Submission::Workflow(name) => self.latest_workflow_in(project, name).await?.0,
         };
         let kinds: Vec<(String,)> = sqlx::query_as("SELECT kind FROM task_kinds WHERE service")
             .fetch_all(&self.pool)

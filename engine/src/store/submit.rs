@@ -11,6 +11,9 @@ use super::{READY_CHANNEL, Store};
 use crate::error::{Error, Result};
 use crate::spec::{Dag, WorkflowSpec, check_name};
 
+/// The project of runs submitted without naming one, created by the first migration.
+pub const DEFAULT_PROJECT: &str = "default";
+
 /// Maximum length of an idempotency key.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
@@ -33,11 +36,25 @@ pub struct Submitted {
 }
 
 impl Store {
-    /// Stores a new run, or returns the run an earlier submission of the same workflow with
-    /// the same idempotency key created, also when both submissions race. A key that belongs
-    /// to a run of another workflow is rejected with [`Error::IdempotencyKeyReused`].
+    /// Stores a new run in the project [`DEFAULT_PROJECT`]; see [`Store::submit_in`].
     pub async fn submit(
         &self,
+        submission: Submission,
+        input: Value,
+        idempotency_key: Option<String>,
+    ) -> Result<Submitted> {
+        self.submit_in(DEFAULT_PROJECT, submission, input, idempotency_key)
+            .await
+    }
+
+    /// Stores a new run of `project`, or returns the run an earlier submission of the same
+    /// workflow with the same idempotency key created in that project, also when both
+    /// submissions race. A key that belongs to a run of another workflow is rejected with
+    /// [`Error::IdempotencyKeyReused`]. Idempotency keys, like workflow specs, are scoped to
+    /// the project.
+    pub async fn submit_in(
+        &self,
+        project: &str,
         submission: Submission,
         input: Value,
         idempotency_key: Option<String>,
@@ -55,7 +72,7 @@ impl Store {
             Submission::Spec(spec) => spec.name.as_str(),
         };
         if let Some(key) = &idempotency_key
-            && let Some(existing) = self.run_by_idempotency_key(key).await?
+            && let Some(existing) = self.run_by_idempotency_key(project, key).await?
         {
             return existing.reuse(key, requested_workflow);
         }
@@ -63,28 +80,30 @@ impl Store {
         let (dag, version) = match submission {
             Submission::Spec(spec) => {
                 let dag = self.compile(&spec).await?;
-                (dag, self.store_workflow(&spec, "spec").await?)
+                (dag, self.store_spec(project, &spec).await?)
             }
             Submission::Workflow(name) => {
-                let (spec, version) = self.latest_workflow(&name).await?;
+                let (spec, version) = self.latest_workflow_in(project, &name).await?;
                 (self.compile(&spec).await?, version)
             }
         };
-        self.insert_run(&dag, &version, input, idempotency_key)
+        self.insert_run(project, &dag, &version, input, idempotency_key)
             .await
     }
 
-    async fn run_by_idempotency_key(&self, key: &str) -> Result<Option<KeyedRun>> {
-        Ok(
-            sqlx::query_as("SELECT id, status, workflow FROM runs WHERE idempotency_key = $1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
+    async fn run_by_idempotency_key(&self, project: &str, key: &str) -> Result<Option<KeyedRun>> {
+        Ok(sqlx::query_as(
+            "SELECT id, status, workflow FROM runs WHERE project = $1 AND idempotency_key = $2",
         )
+        .bind(project)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn insert_run(
         &self,
+        project: &str,
         dag: &Dag,
         version: &str,
         input: Value,
@@ -123,6 +142,7 @@ impl Store {
             &self.pool,
             RunRows {
                 run_id,
+                project,
                 dag,
                 version,
                 input: &input,
@@ -136,7 +156,7 @@ impl Store {
         if inserted.is_none() {
             let key = idempotency_key.unwrap_or_default();
             return self
-                .run_by_idempotency_key(&key)
+                .run_by_idempotency_key(project, &key)
                 .await?
                 .ok_or_else(|| Error::Conflict(format!(
                     "a run with idempotency_key `{key}` was being created and then rolled back; submit again"
@@ -184,6 +204,7 @@ impl Store {
     pub(crate) async fn insert_scheduled_run(
         &self,
         conn: &mut PgConnection,
+        project: &str,
         dag: &Dag,
         version: &str,
         input: &Value,
@@ -196,6 +217,7 @@ impl Store {
             &mut *conn,
             RunRows {
                 run_id,
+                project,
                 dag,
                 version,
                 input,
@@ -210,7 +232,8 @@ impl Store {
             return Ok((run_id, true));
         }
         let existing: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM runs WHERE idempotency_key = $1")
+            sqlx::query_as("SELECT id FROM runs WHERE project = $1 AND idempotency_key = $2")
+                .bind(project)
                 .bind(idempotency_key)
                 .fetch_optional(&mut *conn)
                 .await?;
@@ -256,6 +279,7 @@ impl EagerClaim {
 /// Everything one run insert writes.
 struct RunRows<'a> {
     run_id: Uuid,
+    project: &'a str,
     dag: &'a Dag,
     version: &'a str,
     input: &'a Value,
@@ -274,6 +298,7 @@ async fn insert_run_rows<'e>(
 ) -> Result<Option<Uuid>> {
     let RunRows {
         run_id,
+        project,
         dag,
         version,
         input,
@@ -289,9 +314,10 @@ async fn insert_run_rows<'e>(
     // submissions all see the first run.
     let inserted: Option<(Uuid,)> = sqlx::query_as(
         "WITH run AS (
-            INSERT INTO runs (id, workflow, workflow_version, status, input, idempotency_key, tasks_total)
-            VALUES ($1, $2, $3, 'queued', $4, $5, $6)
-            ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            INSERT INTO runs (id, workflow, workflow_version, status, input, idempotency_key,
+                              tasks_total, project)
+            VALUES ($1, $2, $3, 'queued', $4, $5, $6, $29)
+            ON CONFLICT (project, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id
         ),
         tasks AS (
@@ -366,6 +392,7 @@ async fn insert_run_rows<'e>(
     .bind(eager.lease_ms)
     .bind(&columns.concurrency_key)
     .bind(&columns.concurrency_limit)
+    .bind(project)
     .fetch_optional(executor)
     .await?;
     Ok(inserted.map(|(id,)| id))

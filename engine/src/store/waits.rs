@@ -136,7 +136,7 @@ impl Store {
         check_name("child key", key).map_err(Error::InvalidInput)?;
         // A child may start before its link to the parent is written, so the parent is
         // also read from the idempotency key, which is stored with the run itself.
-        let (depth,): (i32,) = sqlx::query_as(
+        let (depth, project): (i32, String) = sqlx::query_as(
             "WITH RECURSIVE up(id, parent, depth) AS (
                 SELECT id, coalesce(parent_run_id, key_parent(idempotency_key)), 1
                 FROM runs WHERE id = $1
@@ -145,7 +145,7 @@ impl Store {
                 FROM runs r JOIN up ON r.id = up.parent
                 WHERE up.depth <= $2
             )
-            SELECT coalesce(max(depth), 1) FROM up",
+            SELECT coalesce(max(depth), 1), (SELECT project FROM runs WHERE id = $1) FROM up",
         )
         .bind(parent_run)
         .bind(MAX_CHILD_DEPTH)
@@ -159,8 +159,10 @@ impl Store {
         // The parent's run id and node index name the task in fewer characters than its
         // name could, which keeps the key within the idempotency key's limit.
         let idempotency_key = format!("child:{parent_run}:{parent_idx}:{key}");
+        // A child belongs to its parent's project, and runs a workflow that project can run.
         let submitted = self
-            .submit(
+            .submit_in(
+                &project,
                 Submission::Workflow(workflow.to_owned()),
                 input,
                 Some(idempotency_key),

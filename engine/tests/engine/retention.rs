@@ -128,11 +128,11 @@ async fn sweep_deletes_only_expired_finished_runs() {
     harness.wait_task_status(unfinished, "s", "running").await;
 
     store
-        .set_workflow_retention("keep-month", WorkflowRetention::After(30 * DAY))
+        .set_workflow_retention("default", "keep-month", WorkflowRetention::After(30 * DAY))
         .await
         .expect("set a month");
     store
-        .set_workflow_retention("keep-forever", WorkflowRetention::Forever)
+        .set_workflow_retention("default", "keep-forever", WorkflowRetention::Forever)
         .await
         .expect("set forever");
     let finished = latest_finish(store).await;
@@ -184,7 +184,7 @@ async fn sweep_deletes_only_expired_finished_runs() {
     assert_kept(store, unfinished, true, "unfinished run after 10 years").await;
 
     store
-        .set_workflow_retention("keep-forever", WorkflowRetention::Default)
+        .set_workflow_retention("default", "keep-forever", WorkflowRetention::Default)
         .await
         .expect("back to the default");
     let default = store
@@ -414,21 +414,29 @@ async fn workflow_retention_is_checked() {
     .await;
 
     let missing = store
-        .set_workflow_retention("no-such-workflow", WorkflowRetention::After(DAY))
+        .set_workflow_retention("default", "no-such-workflow", WorkflowRetention::After(DAY))
         .await;
     assert!(
         matches!(missing, Err(Error::NotFound { .. })),
         "an unknown workflow is not found: {missing:?}"
     );
     let zero = store
-        .set_workflow_retention("configured", WorkflowRetention::After(Duration::ZERO))
+        .set_workflow_retention(
+            "default",
+            "configured",
+            WorkflowRetention::After(Duration::ZERO),
+        )
         .await;
     assert!(
         matches!(zero, Err(Error::InvalidInput(_))),
         "a zero age is rejected: {zero:?}"
     );
     let huge = store
-        .set_workflow_retention("configured", WorkflowRetention::After(DAY * 40_000))
+        .set_workflow_retention(
+            "default",
+            "configured",
+            WorkflowRetention::After(DAY * 40_000),
+        )
         .await;
     assert!(
         matches!(huge, Err(Error::InvalidInput(_))),
@@ -436,23 +444,23 @@ async fn workflow_retention_is_checked() {
     );
 
     assert_eq!(
-        store.workflow_retention("configured").await.ok(),
+        store.workflow_retention("default", "configured").await.ok(),
         Some(WorkflowRetention::Default)
     );
     store
-        .set_workflow_retention("configured", WorkflowRetention::After(DAY * 30))
+        .set_workflow_retention("default", "configured", WorkflowRetention::After(DAY * 30))
         .await
         .expect("set");
     assert_eq!(
-        store.workflow_retention("configured").await.ok(),
+        store.workflow_retention("default", "configured").await.ok(),
         Some(WorkflowRetention::After(DAY * 30))
     );
     store
-        .set_workflow_retention("configured", WorkflowRetention::Forever)
+        .set_workflow_retention("default", "configured", WorkflowRetention::Forever)
         .await
         .expect("set");
     assert_eq!(
-        store.workflow_retention("configured").await.ok(),
+        store.workflow_retention("default", "configured").await.ok(),
         Some(WorkflowRetention::Forever)
     );
 }

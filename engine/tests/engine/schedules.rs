@@ -135,7 +135,10 @@ async fn three_schedulers_start_each_tick_once() {
     // Created after the schedulers started, so they learn of it by notification.
     setup
         .store
-        .create_schedule(NewSchedule::new("every-second", "* * * * * *", "nightly"))
+        .create_schedule(
+            "default",
+            NewSchedule::new("every-second", "* * * * * *", "nightly"),
+        )
         .await
         .expect("create schedule");
 
@@ -152,7 +155,7 @@ async fn three_schedulers_start_each_tick_once() {
 
     let schedule = setup
         .store
-        .get_schedule("every-second")
+        .get_schedule("default", "every-second")
         .await
         .expect("schedule");
     assert_eq!(schedule.last_tick_at, Some(at("2031-01-01T00:00:10Z")));
@@ -178,7 +181,10 @@ async fn racing_steps_create_one_run_per_tick() {
     ];
     setup
         .store
-        .create_schedule(NewSchedule::new("raced", "* * * * * *", "nightly"))
+        .create_schedule(
+            "default",
+            NewSchedule::new("raced", "* * * * * *", "nightly"),
+        )
         .await
         .expect("create schedule");
 
@@ -213,12 +219,14 @@ async fn missed_ticks_follow_the_policy() {
     let store = &setup.store;
     store
         .create_schedule(
+            "default",
             NewSchedule::new("skipper", "* * * * *", "nightly").missed(MissedTicks::Skip),
         )
         .await
         .expect("create skipper");
     store
         .create_schedule(
+            "default",
             NewSchedule::new("catcher", "* * * * *", "nightly")
                 .missed(MissedTicks::RunOnce)
                 .input(json!({"report": "daily"})),
@@ -245,7 +253,10 @@ async fn missed_ticks_follow_the_policy() {
         [key("catcher", "2031-01-01T00:10:00Z")],
         "skip starts no run, run_once starts one for the last missed tick"
     );
-    let catcher = store.get_schedule("catcher").await.expect("catcher");
+    let catcher = store
+        .get_schedule("default", "catcher")
+        .await
+        .expect("catcher");
     let run = store
         .run_summary(catcher.last_run_id.expect("catcher has a run"))
         .await
@@ -291,14 +302,20 @@ async fn paused_schedule_starts_nothing_until_resumed() {
     let setup = Setup::new().await;
     let store = &setup.store;
     store
-        .create_schedule(NewSchedule::new("hourly", "0 * * * *", "nightly"))
+        .create_schedule(
+            "default",
+            NewSchedule::new("hourly", "0 * * * *", "nightly"),
+        )
         .await
         .expect("create");
-    let paused = store.pause_schedule("hourly").await.expect("pause");
+    let paused = store
+        .pause_schedule("default", "hourly")
+        .await
+        .expect("pause");
     assert!(paused.paused);
     assert!(
         store
-            .pause_schedule("hourly")
+            .pause_schedule("default", "hourly")
             .await
             .expect("pause again")
             .paused,
@@ -316,14 +333,20 @@ async fn paused_schedule_starts_nothing_until_resumed() {
         "a paused schedule is never due"
     );
 
-    let resumed = store.resume_schedule("hourly").await.expect("resume");
+    let resumed = store
+        .resume_schedule("default", "hourly")
+        .await
+        .expect("resume");
     assert!(!resumed.paused);
     assert_eq!(
         resumed.next_tick_at,
         at("2031-01-01T06:00:00Z"),
         "resuming waits for the first tick after now"
     );
-    let again = store.resume_schedule("hourly").await.expect("resume again");
+    let again = store
+        .resume_schedule("default", "hourly")
+        .await
+        .expect("resume again");
     assert_eq!(
         again.next_tick_at, resumed.next_tick_at,
         "resuming twice changes nothing"
@@ -341,10 +364,13 @@ async fn paused_schedule_starts_nothing_until_resumed() {
         [key("hourly", "2031-01-01T06:00:00Z")]
     );
 
-    let deleted = store.delete_schedule("hourly").await.expect("delete");
+    let deleted = store
+        .delete_schedule("default", "hourly")
+        .await
+        .expect("delete");
     assert_eq!(deleted.name, "hourly");
     assert!(matches!(
-        store.get_schedule("hourly").await,
+        store.get_schedule("default", "hourly").await,
         Err(Error::NotFound { .. })
     ));
     assert_eq!(
@@ -391,7 +417,7 @@ async fn invalid_schedules_are_rejected_with_the_fix() {
         ),
     ];
     for (schedule, problem, fix) in cases {
-        match store.create_schedule(schedule).await {
+        match store.create_schedule("default", schedule).await {
             Err(Error::InvalidInput(message)) => {
                 assert!(message.contains(problem), "names the value: {message}");
                 assert!(message.contains(fix), "gives the fix: {message}");
@@ -407,18 +433,23 @@ async fn invalid_schedules_are_rejected_with_the_fix() {
         other => panic!("expected an invalid policy error, got {other:?}"),
     }
     assert!(
-        store.list_schedules().await.expect("list").is_empty(),
+        store
+            .list_schedules("default")
+            .await
+            .expect("list")
+            .is_empty(),
         "rejected schedules are not stored"
     );
 
     store
         .create_schedule(
+            "default",
             NewSchedule::new("daily", "0 3 * * *", "nightly").timezone("Europe/Berlin"),
         )
         .await
         .expect("a valid schedule is stored");
     match store
-        .create_schedule(NewSchedule::new("daily", "0 4 * * *", "nightly"))
+        .create_schedule("default", NewSchedule::new("daily", "0 4 * * *", "nightly"))
         .await
     {
         Err(Error::Conflict(message)) => {
@@ -429,7 +460,7 @@ async fn invalid_schedules_are_rejected_with_the_fix() {
         }
         other => panic!("expected a conflict for a taken name, got {other:?}"),
     }
-    let daily = store.get_schedule("daily").await.expect("daily");
+    let daily = store.get_schedule("default", "daily").await.expect("daily");
     assert_eq!(daily.cron, "0 3 * * *", "the first schedule is kept");
     assert_eq!(
         daily.next_tick_at,
@@ -438,10 +469,10 @@ async fn invalid_schedules_are_rejected_with_the_fix() {
     );
 
     for result in [
-        store.get_schedule("ghost").await,
-        store.pause_schedule("ghost").await,
-        store.resume_schedule("ghost").await,
-        store.delete_schedule("ghost").await,
+        store.get_schedule("default", "ghost").await,
+        store.pause_schedule("default", "ghost").await,
+        store.resume_schedule("default", "ghost").await,
+        store.delete_schedule("default", "ghost").await,
     ] {
         assert!(
             matches!(
@@ -461,7 +492,10 @@ async fn tick_without_workflow_records_error() {
     let setup = Setup::new().await;
     let store = &setup.store;
     store
-        .create_schedule(NewSchedule::new("orphan", "* * * * *", "nightly"))
+        .create_schedule(
+            "default",
+            NewSchedule::new("orphan", "* * * * *", "nightly"),
+        )
         .await
         .expect("create");
     sqlx::query("DELETE FROM workflows WHERE name = 'nightly'")
@@ -481,7 +515,10 @@ async fn tick_without_workflow_records_error() {
         error.contains("register workflow `nightly` again"),
         "{error}"
     );
-    let schedule = store.get_schedule("orphan").await.expect("schedule");
+    let schedule = store
+        .get_schedule("default", "orphan")
+        .await
+        .expect("schedule");
     assert_eq!(schedule.last_error.as_deref(), Some(error.as_str()));
     assert_eq!(
         schedule.next_tick_at,
@@ -499,6 +536,9 @@ async fn tick_without_workflow_records_error() {
         setup.scheduled_keys().await,
         [key("orphan", "2031-01-01T00:02:00Z")]
     );
-    let schedule = store.get_schedule("orphan").await.expect("schedule");
+    let schedule = store
+        .get_schedule("default", "orphan")
+        .await
+        .expect("schedule");
     assert_eq!(schedule.last_error, None, "a started run clears the error");
 }

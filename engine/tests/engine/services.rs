@@ -96,7 +96,7 @@ async fn wait_service(
 ) -> ServiceView {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let service = store.get_service(name).await.expect("service");
+        let service = store.get_service("default", name).await.expect("service");
         if check(&service) {
             return service;
         }
@@ -126,7 +126,13 @@ async fn service_reports_its_address() {
     let harness = Harness::start().await;
     let store = harness.store();
     store
-        .create_service("web", serve_spec("v1"), Value::Null, Duration::from_secs(1))
+        .create_service(
+            "default",
+            "web",
+            serve_spec("v1"),
+            Value::Null,
+            Duration::from_secs(1),
+        )
         .await
         .expect("create");
     let service = wait_service(store, "web", |s| s.status == "ready").await;
@@ -134,7 +140,7 @@ async fn service_reports_its_address() {
     assert_eq!(get(&address).await.as_deref(), Some(r#"{"version":"v1"}"#));
     assert_eq!(service.restarts, 0);
     assert_eq!(service.task.as_deref(), Some("serve"));
-    let listed = store.list_services().await.expect("list");
+    let listed = store.list_services("default").await.expect("list");
     assert_eq!(listed.len(), 1);
 }
 
@@ -143,7 +149,13 @@ async fn service_replaced_without_gap() {
     let harness = Harness::start().await;
     let store = harness.store().clone();
     store
-        .create_service("web", serve_spec("v1"), Value::Null, Duration::from_secs(1))
+        .create_service(
+            "default",
+            "web",
+            serve_spec("v1"),
+            Value::Null,
+            Duration::from_secs(1),
+        )
         .await
         .expect("create");
     let first = wait_service(&store, "web", |s| s.status == "ready").await;
@@ -157,7 +169,11 @@ async fn service_replaced_without_gap() {
         tokio::spawn(async move {
             let (mut failures, mut v1, mut v2) = (0u32, 0u32, 0u32);
             while !done.is_cancelled() {
-                let address = store.get_service("web").await.ok().and_then(|s| s.address);
+                let address = store
+                    .get_service("default", "web")
+                    .await
+                    .ok()
+                    .and_then(|s| s.address);
                 let body = match address {
                     Some(address) => get(&address).await,
                     None => None,
@@ -175,7 +191,7 @@ async fn service_replaced_without_gap() {
 
     tokio::time::sleep(Duration::from_millis(200)).await;
     store
-        .replace_service("web", serve_spec("v2"), Value::Null)
+        .replace_service("default", "web", serve_spec("v2"), Value::Null)
         .await
         .expect("replace");
     let replaced = wait_service(&store, "web", |s| {
@@ -219,6 +235,7 @@ async fn service_restarts_after_a_failure() {
     .expect("spec");
     store
         .create_service(
+            "default",
             "crashy",
             Submission::Spec(spec),
             Value::Null,
@@ -238,11 +255,17 @@ async fn stopped_service_cancels_its_run() {
     let harness = Harness::start().await;
     let store = harness.store();
     store
-        .create_service("web", serve_spec("v1"), Value::Null, Duration::ZERO)
+        .create_service(
+            "default",
+            "web",
+            serve_spec("v1"),
+            Value::Null,
+            Duration::ZERO,
+        )
         .await
         .expect("create");
     let ready = wait_service(store, "web", |s| s.status == "ready").await;
-    let stopped = store.stop_service("web").await.expect("stop");
+    let stopped = store.stop_service("default", "web").await.expect("stop");
     assert_eq!(stopped.status, "stopped");
     assert_eq!(stopped.address, None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -256,7 +279,10 @@ async fn stopped_service_cancels_its_run() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let restarted = store.restart_service("web").await.expect("restart");
+    let restarted = store
+        .restart_service("default", "web")
+        .await
+        .expect("restart");
     assert_eq!(restarted.generation, 2);
     wait_service(store, "web", |s| s.status == "ready").await;
 }
@@ -271,6 +297,7 @@ async fn service_definitions_are_checked() {
     .expect("spec");
     let err = store
         .create_service(
+            "default",
             "plain",
             Submission::Spec(plain),
             Value::Null,
@@ -284,7 +311,13 @@ async fn service_definitions_are_checked() {
     );
 
     let err = store
-        .create_service("bad name", serve_spec("v1"), Value::Null, Duration::ZERO)
+        .create_service(
+            "default",
+            "bad name",
+            serve_spec("v1"),
+            Value::Null,
+            Duration::ZERO,
+        )
         .await
         .expect_err("an invalid name is rejected");
     assert!(
@@ -294,17 +327,29 @@ async fn service_definitions_are_checked() {
     );
 
     store
-        .create_service("web", serve_spec("v1"), Value::Null, Duration::ZERO)
+        .create_service(
+            "default",
+            "web",
+            serve_spec("v1"),
+            Value::Null,
+            Duration::ZERO,
+        )
         .await
         .expect("create");
     let err = store
-        .create_service("web", serve_spec("v1"), Value::Null, Duration::ZERO)
+        .create_service(
+            "default",
+            "web",
+            serve_spec("v1"),
+            Value::Null,
+            Duration::ZERO,
+        )
         .await
         .expect_err("a second service of one name is rejected");
     assert!(matches!(err, caraml_engine::Error::Conflict(_)), "{err}");
 
     let err = store
-        .replace_service("ghost", serve_spec("v1"), Value::Null)
+        .replace_service("default", "ghost", serve_spec("v1"), Value::Null)
         .await
         .expect_err("an unknown service cannot be replaced");
     assert!(
