@@ -2,6 +2,7 @@
 //! with an in-process worker, operations on many runs (retention, dead letters, bulk
 //! actions), and fault scenarios with worker processes.
 
+mod access;
 mod api;
 mod faults;
 mod operations;
