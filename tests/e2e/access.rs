@@ -513,3 +513,110 @@ async fn roles_limit_what_a_token_changes() {
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
+
+/// Runs `caraml` with `DATABASE_URL` set to the server's database.
+fn caraml(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caraml"))
+        .args(args)
+        .env("DATABASE_URL", &server.url)
+        .output()
+        .expect("caraml runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn token_commands_create_list_revoke() {
+    let server = Server::start().await;
+
+    let (ok, token, stderr) = caraml(
+        &server,
+        &[
+            "token",
+            "create",
+            "--project",
+            "team-a",
+            "--role",
+            "editor",
+            "--name",
+            "ci",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        token.starts_with("cml_"),
+        "stdout holds the token alone: {token}"
+    );
+    assert!(stderr.contains("created project `team-a`"), "{stderr}");
+    let (status, runs) = call(&server, &token, Method::GET, "/v1/runs", None).await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+
+    let (ok, listed, stderr) = caraml(&server, &["token", "list", "--project", "team-a"]);
+    assert!(ok, "{stderr}");
+    assert!(listed.contains("team-a") && listed.contains("editor") && listed.contains("ci"));
+    assert!(
+        !listed.contains(&token),
+        "a list never shows a secret: {listed}"
+    );
+    let id = listed
+        .split_whitespace()
+        .next()
+        .expect("token id")
+        .to_owned();
+
+    let (ok, revoked, stderr) = caraml(&server, &["token", "revoke", &id]);
+    assert!(ok, "{stderr}");
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let (status, answer) = call(&server, &token, Method::GET, "/v1/runs", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+
+    let bad = [
+        (
+            vec!["token", "create", "--project", "team-a", "--role", "owner"],
+            "viewer, editor or admin",
+        ),
+        (
+            vec!["token", "create", "--project", "Team A", "--role", "viewer"],
+            "project name `Team A` is invalid",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "--project",
+                "team-a",
+                "--role",
+                "viewer",
+                "--expires-in",
+                "soon",
+            ],
+            "not a valid duration",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "--project",
+                "team-a",
+                "--role",
+                "viewer",
+                "--expires-in",
+                "0s",
+            ],
+            "already passed",
+        ),
+        (vec!["token", "revoke", "nope"], "not a token id"),
+        (
+            vec!["token", "revoke", "01934a6e-7b1c-7d2e-8f90-123456789abc"],
+            "no token with id",
+        ),
+    ];
+    for (args, expected) in bad {
+        let (ok, _, stderr) = caraml(&server, &args);
+        assert!(!ok, "{args:?} fails");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -23,6 +23,8 @@ pub(super) struct Server {
     pub(super) base: String,
     pub(super) store: Store,
     pub(super) client: reqwest::Client,
+    /// The database's URL, for commands that work on it directly.
+    pub(super) url: String,
     /// An admin token of the project `default`, which `client` sends.
     pub(super) token: String,
     shutdown: CancellationToken,
@@ -64,6 +66,7 @@ impl Server {
         let token = super::token(&db.store, "default", caraml::api::auth::Role::Admin).await;
         Self {
             base: format!("http://{address}"),
+            url: db.url,
             store: db.store,
             client: super::client_with(&token),
             token,
