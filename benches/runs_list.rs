@@ -19,6 +19,9 @@ use chrono::{SubsecRound, Utc};
 use tokio_util::sync::CancellationToken;
 
 const WORKFLOWS: u32 = 20;
+
+/// Builds the path of the i-th request of one query kind.
+type PathOf = Box<dyn Fn(usize) -> String>;
 const DAYS: i64 = 30;
 
 #[tokio::main]
@@ -55,7 +58,7 @@ async fn main() {
 
     let now = Utc::now().trunc_subsecs(0);
     let statuses = ["queued", "running", "succeeded", "failed", "cancelled"];
-    let kinds: [(&str, Box<dyn Fn(usize) -> String>); 5] = [
+    let kinds: [(&str, PathOf); 5] = [
         (
             "first page (50 runs)",
             Box::new(|_| "/v1/runs?limit=50".to_owned()),
