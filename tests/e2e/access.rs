@@ -1,7 +1,7 @@
 //! Access control of the HTTP API: bearer tokens, project isolation and roles.
 //!
 //! Guarantees checked here:
-//! - every `/v1` endpoint answers 401 to a missing, malformed, unknown, expired and revoked
+//! - every `/v1` endpoint rejects with 401 a missing, malformed, unknown, expired and revoked
 //!   token, while the probes and `/metrics` need none;
 //! - a token of one project gets 404 for every object of another project (runs, their
 //!   events and signals, workflow specs, services, schedules, retention), and lists and
@@ -231,7 +231,7 @@ async fn projects_do_not_see_each_other() {
     let (status, body) = call(&server, &own, Method::POST, "/v1/schedules", Some(schedule)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    // Every object answers 404 to the other project, in the words used for a missing one.
+    // Every object is a 404 for the other project, in the words used for a missing one.
     let hidden: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, format!("/v1/runs/{run}"), None),
         (Method::POST, format!("/v1/runs/{run}/cancel"), None),
@@ -556,7 +556,9 @@ async fn token_commands_create_list_revoke() {
 
     let (ok, listed, stderr) = caraml(&server, &["token", "list", "--project", "team-a"]);
     assert!(ok, "{stderr}");
-    assert!(listed.contains("team-a") && listed.contains("editor") && listed.contains("ci"));
+    assert!(listed.contains("team-a"), "{listed}");
+    assert!(listed.contains("editor"), "{listed}");
+    assert!(listed.contains(" ci "), "{listed}");
     assert!(
         !listed.contains(&token),
         "a list never shows a secret: {listed}"

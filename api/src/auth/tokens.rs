@@ -37,7 +37,7 @@ pub struct NewToken {
     pub info: TokenInfo,
 }
 
-/// Why a token did not authenticate.
+/// The reason a token did not authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
     Unknown,
@@ -56,7 +56,7 @@ pub enum TokenError {
     Database(#[from] sqlx::Error),
 }
 
-/// The stored form of a secret.
+/// Hashes a token into the form stored in `api_tokens`.
 pub(crate) fn secret_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
@@ -128,7 +128,7 @@ pub async fn create_token(
         .await?;
     if exists.is_none() {
         return Err(TokenError::Invalid(format!(
-            "project `{}` does not exist; create it with `caraml project create {}`",
+            "project `{}` not found; `caraml token create --project {} ...` creates it with its first token",
             project.escape_debug(),
             project.escape_debug()
         )));

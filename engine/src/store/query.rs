@@ -398,8 +398,8 @@ fn run_conditions(filter: &RunFilter) -> (String, (Option<Uuid>, Option<Uuid>)) 
     )
 }
 
-/// The smallest UUIDv7 of the millisecond `time`: every run created at or after `time` has
-/// an id at least this large.
+/// Returns the smallest UUIDv7 of the millisecond `time`: every run created at or after
+/// `time` has an id at least this large.
 fn first_id_at(time: DateTime<Utc>) -> Uuid {
     let millis = time.timestamp_millis().clamp(0, (1 << 48) - 1) as u64;
     let mut bytes = [0u8; 16];
