@@ -7,7 +7,7 @@ use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::follow::{self, EventPage, RunSource};
-use super::{ClientArgs, RunCommand, operations};
+use super::{ClientArgs, RunCommand, logs, operations};
 
 pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
     match command {
@@ -115,6 +115,22 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
             say!("{}", pretty(&answer));
             Ok(ExitCode::SUCCESS)
         }
+        RunCommand::Logs {
+            id,
+            task,
+            attempt,
+            after,
+            follow: follow_logs,
+            client,
+        } => {
+            let request = logs::LogRequest {
+                run_id: id,
+                task,
+                attempt,
+                after,
+            };
+            logs::print(&Api::new(&client)?, request, follow_logs).await
+        }
         RunCommand::Events { id, client } => {
             let api = Api::new(&client)?;
             let mut after = 0;
@@ -221,13 +237,26 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
+        self.try_call(method, path, body)
+            .await
+            .map_err(|err| err.message)
+    }
+
+    /// Calls the API like [`Api::call`], and says whether a failure may pass on its own.
+    pub(super) async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CallError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|err| {
-            format!("cannot reach the CaraML API at {}: {err}; start it with `caraml up` or set CARAML_SERVER", self.base)
+        let response = request.send().await.map_err(|err| CallError {
+            message: format!("cannot reach the CaraML API at {}: {err}; start it with `caraml up` or set CARAML_SERVER", self.base),
+            transient: true,
         })?;
         read(response).await
     }
@@ -271,17 +300,29 @@ impl RunSource for ApiRun<'_> {
     }
 }
 
-async fn read(response: Response) -> Result<Value, String> {
+/// A failed API call.
+#[derive(Debug)]
+pub(super) struct CallError {
+    pub(super) message: String,
+    /// Whether the same call may succeed later: the API was unreachable, overloaded or
+    /// failed on its side, rather than rejecting the request.
+    pub(super) transient: bool,
+}
+
+async fn read(response: Response) -> Result<Value, CallError> {
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|err| format!("cannot read the API's answer: {err}"))?;
+    let text = response.text().await.map_err(|err| CallError {
+        message: format!("cannot read the API's answer: {err}"),
+        transient: true,
+    })?;
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if status.is_success() {
         return Ok(value);
     }
-    Err(error_text(status, &value))
+    Err(CallError {
+        message: error_text(status, &value),
+        transient: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+    })
 }
 
 /// Formats an error response. The message of an invalid spec already joins its problems,
