@@ -19,7 +19,11 @@ use serde_json::{Value, json};
 use super::api::{Server, read, sleep_spec};
 
 /// Runs the `caraml` binary against `base`; returns its exit code, stdout and stderr.
-async fn caraml(base: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+pub(super) async fn caraml(
+    base: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
     let base = base.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let env: Vec<(String, String)> = env
