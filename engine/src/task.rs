@@ -101,8 +101,8 @@ pub(crate) struct ContextInner {
     pub(crate) cancel: CancellationToken,
     /// Durable waits; absent in a detached context.
     pub(crate) durable: Option<Arc<crate::waits::Durable>>,
-    /// Where the logger stores lines; absent in a detached context, whose logger only
-    /// emits tracing records.
+    /// The attempt's stored log; absent in a detached context, whose logger only emits
+    /// tracing records.
     pub(crate) log: Option<Arc<AttemptLog>>,
 }
 

@@ -242,7 +242,7 @@ impl Api {
             .map_err(|err| err.message)
     }
 
-    /// Calls the API like [`Api::call`], and says whether a failure may pass on its own.
+    /// Calls the API like [`Api::call`], and reports whether a failure is transient.
     pub(super) async fn try_call(
         &self,
         method: Method,
@@ -312,7 +312,7 @@ pub(super) struct CallError {
 async fn read(response: Response) -> Result<Value, CallError> {
     let status = response.status();
     let text = response.text().await.map_err(|err| CallError {
-        message: format!("cannot read the API's answer: {err}"),
+        message: format!("cannot read the API's response: {err}"),
         transient: true,
     })?;
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

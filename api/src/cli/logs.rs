@@ -16,7 +16,7 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 /// Polls in a row that may fail with a transient error before `--follow` gives up.
 const MAX_FAILED_POLLS: u32 = 5;
 
-/// Which lines of which run to print.
+/// A request for a run's lines: the run, the filters and the cursor.
 pub(super) struct LogRequest {
     pub(super) run_id: String,
     pub(super) task: Option<String>,

@@ -180,15 +180,15 @@ impl QueryParams {
         self.position(name, "a log line id")
     }
 
-    /// Returns a cursor into an ordered history: the id of an entry, `what`, or 0.
-    fn position(&self, name: &str, what: &str) -> Result<Option<i64>, ApiError> {
+    /// Returns a cursor into an ordered history: an id of `id_kind`, or 0.
+    fn position(&self, name: &str, id_kind: &str) -> Result<Option<i64>, ApiError> {
         let Some(value) = self.values.get(name) else {
             return Ok(None);
         };
         match value.parse::<i64>() {
             Ok(id) if id >= 0 => Ok(Some(id)),
             _ => Err(ApiError::BadRequest(format!(
-                "{name} must be {what}, a whole number of 0 or more such as the next_after of the previous page, got {}",
+                "{name} must be {id_kind}, a whole number of 0 or more such as the next_after of the previous page, got {}",
                 quoted(value)
             ))),
         }

@@ -106,8 +106,8 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// Which lines of a run to read. `after` is the id of the last line already read, 0 for
-/// the start.
+/// Filter and cursor for reading a run's log lines. `after` is the id of the last line
+/// already read, 0 for the start.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     /// Only the lines of the task with this name.
@@ -167,7 +167,7 @@ impl Store {
             && attempt < 1
         {
             return Err(Error::InvalidInput(format!(
-                "attempt {attempt} is not an attempt number; attempts count from 1"
+                "attempt {attempt} is invalid; attempts count from 1, so pass 1 or more"
             )));
         }
         if filter.after < 0 {
@@ -179,7 +179,7 @@ impl Store {
         let limit = filter.limit.clamp(1, MAX_LOG_PAGE);
         let task_idx = self.log_task_index(run_id, filter.task.as_deref()).await?;
 
-        // One line past the page tells whether another page follows.
+        // Reading one line past the page shows whether another page follows.
         let fetch = i64::from(limit) + 1;
         let mut lines: Vec<LogLine> = match task_idx {
             None => {
@@ -230,6 +230,7 @@ impl Store {
         if idx.is_some() {
             return Ok(idx);
         }
+
         let (total, names): (i64, Vec<String>) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM task_runs WHERE run_id = $1),
                     ARRAY(SELECT name FROM task_runs WHERE run_id = $1 ORDER BY idx LIMIT $2)",

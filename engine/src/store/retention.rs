@@ -21,6 +21,9 @@ use crate::retention::{
 /// planner reaches the runs through their primary key whatever its estimate of `chosen`. A run that still has unfinished tasks (a cancelled run whose
 /// attempts are stopping) is left alone too.
 ///
+/// NOTE: batches are sized by task runs, not by log lines, so a batch whose attempts logged
+/// up to their limit (1 MiB each by default) deletes all those lines in this statement.
+///
 /// Parameters: $1 now, $2 default retention in seconds (NULL keeps runs), $3 most runs,
 /// $4 most task runs, $5 the advisory lock key.
 pub(super) const DELETE_EXPIRED: &str = "

@@ -11,9 +11,6 @@
 //! - a line is cut to [`MAX_LINE_BYTES`], and NUL characters, which PostgreSQL text cannot
 //!   hold, become U+FFFD;
 //! - a flush that fails drops its lines, and the first failure of a streak is logged once.
-//!
-//! NOTE: lines still in the buffer when the worker process dies are lost: up to one flush
-//! interval of them, or more while the database is slow to take a batch.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -25,7 +22,7 @@ use uuid::Uuid;
 use super::Shared;
 use crate::store::{LogLevel, NewLogLine, Store};
 
-/// Longest time a line waits in the buffer while the worker runs.
+/// Time between flushes while the worker runs.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Lines stored in one statement; a full batch is stored without waiting for the interval.
@@ -40,6 +37,8 @@ pub const DEFAULT_LOG_LIMIT_BYTES: usize = 1024 * 1024;
 /// Lines of every attempt of a worker that are not stored yet.
 #[derive(Default)]
 pub(crate) struct LogBuffer {
+    // NOTE: lines still here when the worker process dies are lost: up to one flush
+    // interval of them, or more while the database is slow to take a batch.
     pending: Mutex<Vec<NewLogLine>>,
     /// Wakes the flush loop once a batch is full.
     batch_full: Notify,
@@ -166,8 +165,8 @@ impl AttemptLog {
         self.buffer.push(self.line(level, message));
     }
 
-    /// Ends the attempt's log: when lines were dropped, buffers one note that says how
-    /// many. Lines written after this are dropped.
+    /// Ends the attempt's log: when lines were dropped, buffers one note that counts them.
+    /// Lines written after this are dropped.
     pub(crate) fn finish(&self) {
         let mut usage = self.usage();
         if usage.dropped_lines == 0 || usage.noted {
@@ -228,8 +227,8 @@ pub(super) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 
 #[cfg(test)]
 mod tests {
-    //! The limit, the cut and the failure handling, without a database: a store whose
-    //! server refuses connections stands in for one that is down.
+    //! The limit, the cut and the failure handling, without a database. A store pointed at
+    //! a port where nothing listens acts as a database that is down.
 
     use std::time::Duration;
 

@@ -64,7 +64,7 @@ pub struct WorkerOptions {
     /// Deleting finished runs past their retention, which every worker does once a minute.
     pub retention: RetentionOptions,
     /// Maximum bytes of log messages stored per attempt. The first line over it and every
-    /// later line of the attempt are dropped, and one note at the end says how many.
+    /// later line of the attempt are dropped, and one note at the end counts them.
     pub log_limit_bytes: usize,
 }
 

@@ -34,7 +34,7 @@ impl Harness {
         Self::start_with(Self::options()).await
     }
 
-    /// The worker options of [`Harness::start`].
+    /// Returns the worker options that [`Harness::start`] uses.
     pub(crate) fn options() -> WorkerOptions {
         WorkerOptions {
             slots: 8,
