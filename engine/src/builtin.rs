@@ -34,12 +34,20 @@ impl Task for Sleep {
     async fn run(&self, ctx: TaskContext, input: Self::Input) -> Result<SleepOutput, TaskError> {
         let seconds = input.map_or(0.0, |input| input.seconds);
         check_seconds("sleep", seconds)?;
+        let logger = ctx.logger();
+        logger.info(&format!("sleeping for {seconds} s"));
+        let started = std::time::Instant::now();
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {}
             () = ctx.cancellation().cancelled() => {
+                logger.warn(&format!(
+                    "cancelled after {:.3} s of {seconds} s",
+                    started.elapsed().as_secs_f64()
+                ));
                 return Err(TaskError::retryable("sleep was cancelled"));
             }
         }
+        logger.info(&format!("slept {seconds} s"));
         Ok(SleepOutput {
             slept_seconds: seconds,
         })

@@ -10,6 +10,19 @@ pub enum Error {
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
 
+    /// The request names a task that its run does not have. `tasks` holds the first of the
+    /// run's `total` task names, in spec order.
+    #[error(
+        "run {run_id} has no task `{task}`; {}",
+        describe_tasks(.tasks, *.total)
+    )]
+    TaskNotFound {
+        run_id: Uuid,
+        task: String,
+        tasks: Vec<String>,
+        total: usize,
+    },
+
     /// The request is valid but conflicts with the current state, such as cancelling a run
     /// that already finished.
     #[error("{0}")]
@@ -49,6 +62,16 @@ impl Error {
             what: "run",
             id: id.to_string(),
         }
+    }
+}
+
+/// Lists task names for a "task not found" message, with how many were left out.
+fn describe_tasks(tasks: &[String], total: usize) -> String {
+    let names: Vec<String> = tasks.iter().map(|name| format!("`{name}`")).collect();
+    match total.saturating_sub(tasks.len()) {
+        _ if tasks.is_empty() => "it has no tasks".to_owned(),
+        0 => format!("use one of its tasks: {}", names.join(", ")),
+        more => format!("use one of its tasks: {} and {more} more", names.join(", ")),
     }
 }
 

@@ -11,6 +11,8 @@
 //! - Store runs and act on them through [`Store`].
 //! - Run tasks with a [`Worker`]. Workers also delete finished runs past their retention
 //!   (see [`retention`]).
+//! - Read what tasks wrote through [`TaskContext::logger`] with [`Store::run_logs`]; the
+//!   worker stores the lines per attempt.
 //! - Start runs on cron schedules with [`Store::create_schedule`]; every worker runs a
 //!   [`Scheduler`] that starts them.
 
@@ -49,10 +51,13 @@ pub use service::{HttpServe, HttpServeInput};
 pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
     BulkAction, BulkFilter, BulkOutcome, CANCEL_CHANNEL, ChildView, DEFAULT_PROJECT, DeadLetter,
-    DeadLetterFilter, DeadLetterPage, Delivered, EventView, MAX_BULK, MAX_PAGE, READY_CHANNEL,
-    RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView, SCHEDULES_CHANNEL, ServiceView,
-    SignalView, SkippedRun, Store, Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
+    DeadLetterFilter, DeadLetterPage, Delivered, EventView, LogFilter, LogLine, LogPage, MAX_BULK,
+    MAX_LOG_PAGE, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView,
+    SCHEDULES_CHANNEL, ServiceView, SignalView, SkippedRun, Store, Submission, Submitted, TaskView,
+    WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
-pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};
+pub use worker::{
+    DEFAULT_LOG_LIMIT_BYTES, MAX_LINE_BYTES, PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions,
+};
 pub use workflow::{Node, WorkflowBuilder};

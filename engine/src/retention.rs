@@ -1,5 +1,5 @@
 //! Retention of finished runs: how long a finished run is kept, and the background loop that
-//! deletes older runs with their task runs and events.
+//! deletes older runs with their task runs, events and task logs.
 //!
 //! Every worker and API process runs the loop, once per [`RetentionOptions::interval`]. A
 //! sweep deletes in batches of bounded size, one statement each, and pauses between
@@ -109,6 +109,8 @@ pub struct SweepOutcome {
     pub runs: u64,
     pub tasks: u64,
     pub events: u64,
+    /// Task log lines.
+    pub logs: u64,
     /// Batches that deleted at least one run.
     pub batches: u32,
     /// Whether the sweep stopped because another process was sweeping the same database.
@@ -120,6 +122,7 @@ impl SweepOutcome {
         self.runs += batch.runs;
         self.tasks += batch.tasks;
         self.events += batch.events;
+        self.logs += batch.logs;
         self.batches += batch.batches;
         self.contended |= batch.contended;
     }
@@ -224,6 +227,7 @@ pub async fn run(store: Store, options: RetentionOptions, stop: CancellationToke
                 runs = outcome.runs,
                 tasks = outcome.tasks,
                 events = outcome.events,
+                logs = outcome.logs,
                 batches = outcome.batches,
                 took_ms = started.elapsed().as_millis() as u64,
                 "deleted finished runs past their retention"

@@ -11,6 +11,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::store::LogLevel;
+use crate::worker::AttemptLog;
+
 /// A unit of work that the engine runs as one node of a DAG.
 ///
 /// `Input` is decoded from the node's `input` in the workflow. A node without one decodes
@@ -98,6 +101,9 @@ pub(crate) struct ContextInner {
     pub(crate) cancel: CancellationToken,
     /// Durable waits; absent in a detached context.
     pub(crate) durable: Option<Arc<crate::waits::Durable>>,
+    /// The attempt's stored log; absent in a detached context, whose logger only emits
+    /// tracing records.
+    pub(crate) log: Option<Arc<AttemptLog>>,
 }
 
 impl TaskContext {
@@ -116,6 +122,7 @@ impl TaskContext {
                 upstream: HashMap::new(),
                 cancel: CancellationToken::new(),
                 durable: None,
+                log: None,
             }),
         }
     }
@@ -211,7 +218,8 @@ impl TaskContext {
         })
     }
 
-    /// Returns a logger whose records carry the run, task and attempt ids.
+    /// Returns a logger whose records carry the run, task and attempt ids. In a worker,
+    /// the logger also stores each line with the attempt, for `GET /v1/runs/{id}/logs`.
     pub fn logger(&self) -> TaskLogger {
         TaskLogger {
             span: tracing::info_span!(
@@ -221,29 +229,45 @@ impl TaskContext {
                 attempt.id = %self.inner.attempt_id,
                 attempt.number = self.inner.attempt,
             ),
+            log: self.inner.log.clone(),
         }
     }
 }
 
-/// Writes log records for one task attempt.
+/// Writes log lines for one task attempt: as tracing records with target `caraml::task`,
+/// and, in a worker, to the attempt's stored log.
+///
+/// Writing never waits for the database and never fails. The worker stores at most
+/// [`WorkerOptions::log_limit_bytes`](crate::WorkerOptions::log_limit_bytes) of messages per
+/// attempt and cuts each line to [`MAX_LINE_BYTES`](crate::MAX_LINE_BYTES).
 pub struct TaskLogger {
     span: tracing::Span,
+    log: Option<Arc<AttemptLog>>,
 }
 
 impl TaskLogger {
     pub fn info(&self, message: &str) {
         self.span
             .in_scope(|| tracing::info!(target: "caraml::task", "{message}"));
+        self.store(LogLevel::Info, message);
     }
 
     pub fn warn(&self, message: &str) {
         self.span
             .in_scope(|| tracing::warn!(target: "caraml::task", "{message}"));
+        self.store(LogLevel::Warn, message);
     }
 
     pub fn error(&self, message: &str) {
         self.span
             .in_scope(|| tracing::error!(target: "caraml::task", "{message}"));
+        self.store(LogLevel::Error, message);
+    }
+
+    fn store(&self, level: LogLevel, message: &str) {
+        if let Some(log) = &self.log {
+            log.write(level, message);
+        }
     }
 }
 

@@ -40,6 +40,7 @@ fn endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, leak(format!("{run}/retry")), None),
         (Method::GET, leak(format!("{run}/events")), None),
         (Method::GET, leak(format!("{run}/signals")), None),
+        (Method::GET, leak(format!("{run}/logs")), None),
         (Method::POST, leak(format!("{run}/signals/go")), None),
         (Method::GET, "/v1/workflows", None),
         (Method::GET, "/v1/workflows/flights/retention", None),
@@ -238,6 +239,7 @@ async fn projects_do_not_see_each_other() {
         (Method::POST, format!("/v1/runs/{failed_id}/retry"), None),
         (Method::GET, format!("/v1/runs/{run}/events"), None),
         (Method::GET, format!("/v1/runs/{run}/signals"), None),
+        (Method::GET, format!("/v1/runs/{run}/logs"), None),
         (Method::POST, format!("/v1/runs/{run}/signals/go"), None),
         (Method::GET, "/v1/services/web".to_owned(), None),
         (

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::api::{Server, read, sleep_spec};
 
 /// Runs the `caraml` binary against `base`; returns its exit code, stdout and stderr.
-async fn caraml(
+pub(super) async fn caraml(
     server: &Server,
     args: &[&str],
     env: &[(&str, &str)],
@@ -28,7 +28,7 @@ async fn caraml(
 }
 
 /// Runs the `caraml` binary against `base` with `token`.
-async fn caraml_at(
+pub(super) async fn caraml_at(
     base: &str,
     token: &str,
     args: &[&str],

@@ -7,7 +7,7 @@ use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::follow::{self, EventPage, RunSource};
-use super::{ClientArgs, RunCommand, operations};
+use super::{ClientArgs, RunCommand, logs, operations};
 
 pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
     match command {
@@ -114,6 +114,22 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
                 .await?;
             say!("{}", pretty(&answer));
             Ok(ExitCode::SUCCESS)
+        }
+        RunCommand::Logs {
+            id,
+            task,
+            attempt,
+            after,
+            follow: follow_logs,
+            client,
+        } => {
+            let request = logs::LogRequest {
+                run_id: id,
+                task,
+                attempt,
+                after,
+            };
+            logs::print(&Api::new(&client)?, request, follow_logs).await
         }
         RunCommand::Events { id, client } => {
             let api = Api::new(&client)?;
@@ -227,6 +243,18 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, String> {
+        self.try_call(method, path, body)
+            .await
+            .map_err(|err| err.message)
+    }
+
+    /// Calls the API like [`Api::call`], and reports whether a failure is transient.
+    pub(super) async fn try_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CallError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url);
         if let Some(token) = &self.token {
@@ -235,14 +263,22 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|err| {
-            format!("cannot reach the CaraML API at {}: {err}; start it with `caraml up` or set CARAML_SERVER", self.base)
+        let response = request.send().await.map_err(|err| CallError {
+            message: format!("cannot reach the CaraML API at {}: {err}; start it with `caraml up` or set CARAML_SERVER", self.base),
+            transient: true,
         })?;
         if response.status() == StatusCode::UNAUTHORIZED && self.token.is_none() {
-            return Err(format!(
-                "{}; set CARAML_TOKEN (or pass --token) to the token `caraml up` printed or one from `caraml token create`",
-                read(response).await.err().unwrap_or_default()
-            ));
+            let reason = read(response)
+                .await
+                .err()
+                .map(|err| err.message)
+                .unwrap_or_default();
+            return Err(CallError {
+                message: format!(
+                    "{reason}; set CARAML_TOKEN (or pass --token) to the token `caraml up` printed or one from `caraml token create`"
+                ),
+                transient: false,
+            });
         }
         read(response).await
     }
@@ -286,17 +322,29 @@ impl RunSource for ApiRun<'_> {
     }
 }
 
-async fn read(response: Response) -> Result<Value, String> {
+/// A failed API call.
+#[derive(Debug)]
+pub(super) struct CallError {
+    pub(super) message: String,
+    /// Whether the same call may succeed later: the API was unreachable, overloaded or
+    /// failed on its side, rather than rejecting the request.
+    pub(super) transient: bool,
+}
+
+async fn read(response: Response) -> Result<Value, CallError> {
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|err| format!("cannot read the API's answer: {err}"))?;
+    let text = response.text().await.map_err(|err| CallError {
+        message: format!("cannot read the API's response: {err}"),
+        transient: true,
+    })?;
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if status.is_success() {
         return Ok(value);
     }
-    Err(error_text(status, &value))
+    Err(CallError {
+        message: error_text(status, &value),
+        transient: status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+    })
 }
 
 /// Formats an error response. The message of an invalid spec already joins its problems,

@@ -10,6 +10,7 @@ macro_rules! say {
 
 mod client;
 mod follow;
+mod logs;
 mod operations;
 mod schedules;
 mod serve;
@@ -115,6 +116,10 @@ struct WorkerFlags {
     /// Lease of each attempt, in seconds; a dead worker's tasks run again after it lapses.
     #[arg(long, default_value_t = 15.0)]
     lease_seconds: f64,
+    /// Bytes of log messages stored per task attempt; later lines are dropped and counted
+    /// in a closing note.
+    #[arg(long, default_value_t = caraml_engine::DEFAULT_LOG_LIMIT_BYTES)]
+    log_limit_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +242,24 @@ enum RunCommand {
     /// Show the state changes of a run.
     Events {
         id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the lines a run's tasks logged, as TIME LEVEL TASK#ATTEMPT MESSAGE.
+    Logs {
+        id: String,
+        /// Only the lines of this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only the lines of this attempt number, counting from 1.
+        #[arg(long)]
+        attempt: Option<u32>,
+        /// Start after the line with this id, such as the one a stopped --follow printed.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Keep printing new lines until the run finishes.
+        #[arg(long)]
+        follow: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

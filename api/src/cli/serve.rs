@@ -29,6 +29,10 @@ macro_rules! warn_line {
 /// Connections each process keeps at most.
 const POOL_SIZE: u32 = 16;
 
+/// Largest `--log-limit-bytes`: a worker buffers up to this much per running attempt
+/// while the database is slow to take the lines.
+const MAX_LOG_LIMIT_BYTES: usize = 1 << 30;
+
 pub(super) async fn connect(url: &str) -> Result<Store, String> {
     let store = Store::connect(url, POOL_SIZE).await.map_err(|err| {
         format!(
@@ -287,6 +291,7 @@ async fn run_example(store: &Store, example: &str, args: &UpArgs) -> Result<Exit
     };
     let run = follow::follow(&source, follow::POLL_INTERVAL).await?;
     follow::print_result(&run);
+    say!("task logs: caraml run logs {}", run.id);
     if run.status == "succeeded" {
         say!("results are in {}", output_dir.display());
         Ok(ExitCode::SUCCESS)
@@ -368,6 +373,12 @@ fn worker_options(
     if flags.slots == 0 || flags.slots > 4096 {
         return Err(format!("--slots is {}; use 1 to 4096", flags.slots));
     }
+    if flags.log_limit_bytes > MAX_LOG_LIMIT_BYTES {
+        return Err(format!(
+            "--log-limit-bytes is {}; use 0 to {MAX_LOG_LIMIT_BYTES} (1 GiB)",
+            flags.log_limit_bytes
+        ));
+    }
     caraml_engine::spec::check_name("--queue", &flags.queue)?;
     let lease = Duration::from_secs_f64(flags.lease_seconds);
     let options = WorkerOptions {
@@ -378,6 +389,7 @@ fn worker_options(
         heartbeat_interval: lease / 3,
         reap_interval: (lease * 2 / 3).max(Duration::from_secs(1)),
         retention,
+        log_limit_bytes: flags.log_limit_bytes,
         ..WorkerOptions::default()
     };
     Ok(options)

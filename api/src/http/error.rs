@@ -168,7 +168,9 @@ impl IntoResponse for ApiError {
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
         match err {
-            EngineError::NotFound { .. } => ApiError::NotFound(err.to_string()),
+            EngineError::NotFound { .. } | EngineError::TaskNotFound { .. } => {
+                ApiError::NotFound(err.to_string())
+            }
             EngineError::Conflict(message) => ApiError::Conflict(message),
             EngineError::IdempotencyKeyReused { .. } => {
                 ApiError::IdempotencyKeyReused(err.to_string())

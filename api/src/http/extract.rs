@@ -172,13 +172,23 @@ impl QueryParams {
 
     /// Returns a parameter that must be an event id, or 0 for the start of a run's history.
     pub(crate) fn event_id(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.position(name, "an event id")
+    }
+
+    /// Returns a parameter that must be a log line id, or 0 for a run's first line.
+    pub(crate) fn log_line_id(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.position(name, "a log line id")
+    }
+
+    /// Returns a cursor into an ordered history: an id of `id_kind`, or 0.
+    fn position(&self, name: &str, id_kind: &str) -> Result<Option<i64>, ApiError> {
         let Some(value) = self.values.get(name) else {
             return Ok(None);
         };
         match value.parse::<i64>() {
             Ok(id) if id >= 0 => Ok(Some(id)),
             _ => Err(ApiError::BadRequest(format!(
-                "{name} must be an event id, a whole number of 0 or more such as the next_after of the previous page, got {}",
+                "{name} must be {id_kind}, a whole number of 0 or more such as the next_after of the previous page, got {}",
                 quoted(value)
             ))),
         }

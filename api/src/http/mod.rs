@@ -4,6 +4,7 @@ mod bulk;
 mod dead_letters;
 mod error;
 mod extract;
+mod logs;
 mod retention;
 mod runs;
 mod schedules;
@@ -55,6 +56,7 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/runs/{id}/logs", get(logs::list))
         .route("/v1/runs/{id}/signals", get(signals::list))
         .route("/v1/runs/{id}/signals/{name}", post(signals::send))
         .route("/v1/workflows", get(runs::workflows))

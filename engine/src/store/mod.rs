@@ -21,6 +21,7 @@ mod control;
 mod dead_letters;
 mod eager;
 mod lease;
+mod logs;
 #[cfg(test)]
 mod plans;
 mod query;
@@ -45,6 +46,8 @@ pub(crate) use complete::{Fence, Finished};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage};
 pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
+pub use logs::{LogFilter, LogLine, LogPage, MAX_LOG_PAGE};
+pub(crate) use logs::{LogLevel, NewLogLine};
 pub use query::{
     ChildView, EventView, MAX_PAGE, RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView, TaskView,
     WorkflowView,

@@ -3,18 +3,24 @@
 //! Guarantees checked here:
 //! - the claim walks the index of ready tasks and never scans `task_runs`, and the
 //!   retention and dead-letter indexes play no part in it;
-//! - the retention sweep finds expired runs through `runs_retention`, and reaches task runs
-//!   and events through their primary keys, never by scanning those tables.
+//! - the retention sweep finds expired runs through `runs_retention`, and reaches task runs,
+//!   events and log lines through their primary keys, never by scanning those tables;
+//! - a page of a run's log lines reads `task_logs` through its primary key, and a page of
+//!   one task's lines through `task_logs_task`.
 
 use serde_json::Value;
 
 use super::claim::CLAIM;
+use super::logs::{RUN_LINES, TASK_LINES};
 use super::retention::DELETE_EXPIRED;
 use crate::retention::SWEEP_LOCK_KEY;
 use crate::testing::TestDatabase;
 
+/// Id of the queued run that [`fill`] stores.
+const QUEUED_RUN: &str = "00000000-0000-7000-8000-000000000001";
+
 /// Fills the tables with 2,000 finished runs of 50 tasks each, spread over 20 workflows and
-/// a month, plus one queued run with 100 ready tasks.
+/// a month, with a log line per task, plus one queued run with 100 ready tasks.
 async fn fill(pool: &sqlx::PgPool) {
     let statements = [
         "INSERT INTO workflows (name, version, spec, source)
@@ -34,6 +40,8 @@ async fn fill(pool: &sqlx::PgPool) {
          FROM runs r, generate_series(0, 49) i",
         "INSERT INTO events (run_id, task_idx, kind, attempt, at)
          SELECT run_id, idx, 'task.succeeded', 1, finished_at FROM task_runs",
+        "INSERT INTO task_logs (run_id, task_idx, attempt, level, at, message)
+         SELECT run_id, idx, 1, 'info', finished_at, 'done' FROM task_runs",
         "INSERT INTO runs (id, workflow, workflow_version, status, tasks_total)
          VALUES ('00000000-0000-7000-8000-000000000001', 'w1', 'v', 'queued', 100)",
         "INSERT INTO task_runs (run_id, idx, name, kind, status, pending_parents, parents,
@@ -127,10 +135,74 @@ async fn claim_and_sweep_plans_use_their_indexes() {
         uses_index(&sweep, "runs_retention"),
         "the sweep finds old runs through runs_retention: {sweep:?}"
     );
-    for table in ["runs", "task_runs", "events"] {
+    for table in ["runs", "task_runs", "events", "task_logs"] {
         assert!(
             seq_scans(&sweep, table).is_empty(),
             "the sweep never scans {table}: {sweep:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn log_pages_use_their_indexes() {
+    let db = TestDatabase::create().await;
+    let pool = db.store.pool();
+    fill(pool).await;
+    // The queued run's 100 tasks log 1,000 lines each, over two attempts.
+    let run_id = uuid::Uuid::parse_str(QUEUED_RUN).expect("a run id");
+    sqlx::query(
+        "INSERT INTO task_logs (run_id, task_idx, attempt, level, at, message)
+         SELECT $1, idx, 1 + n / 500, 'info', now(), 'line ' || n
+         FROM task_runs, generate_series(0, 999) n WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .execute(pool)
+    .await
+    .expect("log lines of the queued run");
+    sqlx::query("ANALYZE task_logs")
+        .execute(pool)
+        .await
+        .expect("analyze task_logs");
+
+    let (run_page,): (Value,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) {RUN_LINES}"
+    )))
+    .bind(run_id)
+    .bind(0_i64)
+    .bind(None::<i32>)
+    .bind(1_001_i64)
+    .fetch_one(pool)
+    .await
+    .expect("explain a page of the run's lines");
+    let run_page = nodes(&run_page);
+    assert!(
+        uses_index(&run_page, "task_logs_pkey"),
+        "a run's lines are read through the primary key: {run_page:?}"
+    );
+
+    let (task_page,): (Value,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN (FORMAT JSON) {TASK_LINES}"
+    )))
+    .bind(run_id)
+    .bind(7_i32)
+    .bind(0_i64)
+    .bind(Some(2_i32))
+    .bind(1_001_i64)
+    .fetch_one(pool)
+    .await
+    .expect("explain a page of one task's lines");
+    let task_page = nodes(&task_page);
+    assert!(
+        uses_index(&task_page, "task_logs_task"),
+        "one task's lines are read through task_logs_task: {task_page:?}"
+    );
+
+    for (label, plan) in [("run page", &run_page), ("task page", &task_page)] {
+        for table in ["task_logs", "task_runs"] {
+            assert!(
+                seq_scans(plan, table).is_empty(),
+                "the {label} never scans {table}: {plan:?}"
+            );
+        }
     }
 }

@@ -11,8 +11,8 @@ use crate::retention::{
     MAX_RETENTION, RetentionOptions, SWEEP_LOCK_KEY, SweepOutcome, WorkflowRetention,
 };
 
-/// Deletes one batch of finished runs past their retention, with their task runs and
-/// events, in one statement.
+/// Deletes one batch of finished runs past their retention, with their task runs, events
+/// and log lines, in one statement.
 ///
 /// Each workflow's runs are found through `runs_retention` below that workflow's cutoff, so
 /// runs that a longer retention keeps are never read. Runs are locked in id order with
@@ -20,6 +20,9 @@ use crate::retention::{
 /// left for a later sweep. The `id = ANY` condition repeats the join to `chosen` so that the
 /// planner reaches the runs through their primary key whatever its estimate of `chosen`. A run that still has unfinished tasks (a cancelled run whose
 /// attempts are stopping) is left alone too.
+///
+/// NOTE: batches are sized by task runs, not by log lines, so a batch whose attempts logged
+/// up to their limit (1 MiB each by default) deletes all those lines in this statement.
 ///
 /// Parameters: $1 now, $2 default retention in seconds (NULL keeps runs), $3 most runs,
 /// $4 most task runs, $5 the advisory lock key.
@@ -76,6 +79,10 @@ history AS (
     DELETE FROM events WHERE run_id = ANY (ARRAY(SELECT id FROM locked))
     RETURNING 1
 ),
+logs AS (
+    DELETE FROM task_logs WHERE run_id = ANY (ARRAY(SELECT id FROM locked))
+    RETURNING 1
+),
 deleted AS (
     DELETE FROM runs WHERE id = ANY (ARRAY(SELECT id FROM locked))
     RETURNING id
@@ -83,18 +90,19 @@ deleted AS (
 SELECT (SELECT held FROM sweep_lock),
        ARRAY(SELECT id FROM deleted),
        (SELECT count(*) FROM tasks),
-       (SELECT count(*) FROM history)";
+       (SELECT count(*) FROM history),
+       (SELECT count(*) FROM logs)";
 
 impl Store {
     /// Deletes one batch of finished runs whose `finished_at` is older than their
-    /// workflow's retention at `now`, with their task runs and events.
+    /// workflow's retention at `now`, with their task runs, events and log lines.
     pub async fn delete_expired_runs(
         &self,
         options: &RetentionOptions,
         now: DateTime<Utc>,
     ) -> Result<SweepOutcome> {
         let default_seconds = options.default.map(retention_seconds);
-        let (held, run_ids, tasks, events): (bool, Vec<Uuid>, i64, i64) =
+        let (held, run_ids, tasks, events, logs): (bool, Vec<Uuid>, i64, i64, i64) =
             sqlx::query_as(DELETE_EXPIRED)
                 .bind(now)
                 .bind(default_seconds)
@@ -104,12 +112,13 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         if !run_ids.is_empty() {
-            tracing::debug!(runs = ?run_ids, tasks, events, "deleted finished runs past their retention");
+            tracing::debug!(runs = ?run_ids, tasks, events, logs, "deleted finished runs past their retention");
         }
         Ok(SweepOutcome {
             runs: run_ids.len() as u64,
             tasks: tasks.max(0) as u64,
             events: events.max(0) as u64,
+            logs: logs.max(0) as u64,
             batches: u32::from(!run_ids.is_empty()),
             contended: !held,
         })

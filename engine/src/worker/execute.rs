@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::{Shared, StopReason};
+use super::{AttemptLog, Shared, StopReason};
 use crate::retry::{AttemptState, Outcome};
 use crate::store::ClaimedTask;
 use crate::task::{ContextInner, ErrorKind, TaskContext, TaskError};
@@ -98,6 +98,14 @@ pub(super) async fn run_attempt(
         attempt.number = task.attempt,
     );
 
+    let log = Arc::new(AttemptLog::new(
+        Arc::clone(&shared.logs),
+        task.run_id,
+        task.idx,
+        task.attempt,
+        shared.options.log_limit_bytes,
+    ));
+
     let permit = tokio::select! {
         permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok(),
         () = cancel.cancelled() => None,
@@ -110,7 +118,7 @@ pub(super) async fn run_attempt(
             let outcome = if let Some(error) = &context.error {
                 Some(Outcome::Failed(TaskError::retryable(error.clone())))
             } else {
-                execute(shared, &task, cancel, context)
+                execute(shared, &task, cancel, context, Arc::clone(&log))
                     .instrument(span.clone())
                     .await
             };
@@ -119,6 +127,9 @@ pub(super) async fn run_attempt(
         }
     };
     shared.attempt_ended(took);
+    // The closing note is buffered before the result goes to the writer, which flushes
+    // the buffer before it writes results.
+    log.finish();
     let Some(outcome) = outcome else {
         span.in_scope(|| tracing::warn!("attempt lost its lease; its result is discarded"));
         shared.held().remove(&key);
@@ -147,6 +158,7 @@ async fn execute(
     task: &ClaimedTask,
     cancel: CancellationToken,
     context: &BatchContext,
+    log: Arc<AttemptLog>,
 ) -> Option<Outcome> {
     let key = (task.run_id, task.idx);
     let Some(handler) = shared.registry.handler(&task.kind) else {
@@ -181,6 +193,7 @@ async fn execute(
             upstream,
             cancel: cancel.clone(),
             durable: Some(Arc::clone(&durable)),
+            log: Some(log),
         }),
     };
 

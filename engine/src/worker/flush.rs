@@ -19,6 +19,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiv
     let max_batch = shared.options.max_batch;
     let mut batch: Vec<Completed> = Vec::with_capacity(max_batch);
     while outcomes.recv_many(&mut batch, max_batch).await > 0 {
+        // The ended attempts' log lines are stored first, so that a run never shows an
+        // attempt as ended while its lines are still in memory.
+        shared.logs.flush(&shared.store).await;
         let finished: Vec<Finished> = batch
             .drain(..)
             .map(|completed| Finished {

@@ -7,6 +7,7 @@ mod execute;
 mod flush;
 mod leases;
 mod listen;
+mod logs;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +25,9 @@ use crate::retention::{self, RetentionOptions};
 use crate::schedule::Scheduler;
 use crate::spec::DEFAULT_QUEUE;
 use crate::store::{ClaimedTask, LocalWorker, Registration, Store, WorkerRecord};
+
+pub(crate) use logs::AttemptLog;
+pub use logs::{DEFAULT_LOG_LIMIT_BYTES, MAX_LINE_BYTES};
 
 /// Average attempt duration below which a worker claims ahead of its free slots.
 pub const PREFETCH_BELOW: Duration = Duration::from_millis(10);
@@ -59,6 +63,9 @@ pub struct WorkerOptions {
     pub schedules: bool,
     /// Deleting finished runs past their retention, which every worker does once a minute.
     pub retention: RetentionOptions,
+    /// Maximum bytes of log messages stored per attempt. The first line over it and every
+    /// later line of the attempt are dropped, and one note at the end counts them.
+    pub log_limit_bytes: usize,
 }
 
 impl Default for WorkerOptions {
@@ -76,6 +83,7 @@ impl Default for WorkerOptions {
             eager: true,
             schedules: true,
             retention: RetentionOptions::default(),
+            log_limit_bytes: DEFAULT_LOG_LIMIT_BYTES,
         }
     }
 }
@@ -154,6 +162,8 @@ struct Shared {
     /// attempt ends.
     average_micros: AtomicU64,
     started_runs: Mutex<HashSet<Uuid>>,
+    /// Log lines of this worker's attempts that are not stored yet.
+    logs: Arc<logs::LogBuffer>,
 }
 
 impl Shared {
@@ -242,6 +252,7 @@ impl Worker {
             in_flight: AtomicUsize::new(0),
             average_micros: AtomicU64::new(u64::MAX),
             started_runs: Mutex::new(HashSet::new()),
+            logs: Arc::default(),
             options: self.options,
         });
         tracing::info!(
@@ -261,6 +272,7 @@ impl Worker {
             background.clone(),
         ));
         let flusher = tokio::spawn(flush::run(Arc::clone(&shared), outcomes_rx));
+        let log_flusher = tokio::spawn(logs::run(Arc::clone(&shared), background.clone()));
         let scheduler = shared.options.schedules.then(|| {
             tokio::spawn(
                 Scheduler::builder(shared.store.clone())
@@ -300,7 +312,7 @@ impl Worker {
             tracing::error!(worker.id = %shared.worker_id, "result writer panicked during shutdown");
         }
         background.cancel();
-        for handle in [listener, heartbeat, reaper, sweeper]
+        for handle in [listener, heartbeat, reaper, sweeper, log_flusher]
             .into_iter()
             .chain(scheduler)
         {

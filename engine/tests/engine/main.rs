@@ -10,10 +10,11 @@
 //! - concurrent submissions with one idempotency key create one run;
 //! - an idempotency key reused for another workflow is rejected, naming both workflows.
 //!
-//! Retention, dead letters and bulk actions have modules of their own.
+//! Retention, dead letters, bulk actions and task logs have modules of their own.
 
 mod bulk;
 mod dead_letters;
+mod logs;
 mod retention;
 mod schedules;
 mod services;

@@ -31,6 +31,25 @@ impl Drop for Harness {
 
 impl Harness {
     pub(crate) async fn start() -> Self {
+        Self::start_with(Self::options()).await
+    }
+
+    /// Returns the worker options that [`Harness::start`] uses.
+    pub(crate) fn options() -> WorkerOptions {
+        WorkerOptions {
+            slots: 8,
+            grace: Duration::from_secs(1),
+            // Tests sweep with a `now` of their own; a daily interval keeps the worker's
+            // own sweep from taking the sweep lock while they do.
+            retention: RetentionOptions {
+                interval: Duration::from_secs(86_400),
+                ..RetentionOptions::default()
+            },
+            ..WorkerOptions::default()
+        }
+    }
+
+    pub(crate) async fn start_with(options: WorkerOptions) -> Self {
         // Logs show with RUST_LOG set, such as RUST_LOG=caraml_engine=debug.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -44,19 +63,10 @@ impl Harness {
             .task(Fail)
             .task(Touch)
             .task(Toggle)
-            .task(Big);
+            .task(Big)
+            .task(Chatty);
         let worker = Worker::builder(db.store.clone(), registry)
-            .options(WorkerOptions {
-                slots: 8,
-                grace: Duration::from_secs(1),
-                // Tests sweep with a `now` of their own; a daily interval keeps the worker's
-                // own sweep from taking the sweep lock while they do.
-                retention: RetentionOptions {
-                    interval: Duration::from_secs(86_400),
-                    ..RetentionOptions::default()
-                },
-                ..WorkerOptions::default()
-            })
+            .options(options)
             .build();
         // Kinds must be known before the first submission, so register them now rather
         // than waiting for the worker task to start.
@@ -70,6 +80,7 @@ impl Harness {
                     "test.touch",
                     "test.toggle",
                     "test.big",
+                    "test.chatty",
                 ]
                 .into_iter(),
             )
@@ -280,5 +291,49 @@ impl Task for Big {
 
     async fn run(&self, _ctx: TaskContext, input: BigInput) -> Result<String, TaskError> {
         Ok("x".repeat(input.bytes))
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ChattyInput {
+    lines: usize,
+    /// Length of each line, padded with `x`; 0 leaves lines unpadded.
+    #[serde(default)]
+    bytes: usize,
+    #[serde(default = "first_attempt")]
+    succeed_on: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// `test.chatty`: logs `lines` lines of `attempt A line I`, then fails with a retryable
+/// error and an error line until attempt `succeed_on`.
+pub(crate) struct Chatty;
+
+impl Task for Chatty {
+    type Input = ChattyInput;
+    type Output = Value;
+    const KIND: &'static str = "test.chatty";
+
+    async fn run(&self, ctx: TaskContext, input: ChattyInput) -> Result<Value, TaskError> {
+        let logger = ctx.logger();
+        let attempt = ctx.attempt();
+        for i in 0..input.lines {
+            let mut line = format!("attempt {attempt} line {i}");
+            if line.len() < input.bytes {
+                line.push(' ');
+            }
+            while line.len() < input.bytes {
+                line.push('x');
+            }
+            logger.info(&line);
+        }
+        if attempt < input.succeed_on {
+            logger.error(&format!("attempt {attempt} fails"));
+            return Err(TaskError::retryable(format!("attempt {attempt} fails")));
+        }
+        Ok(json!({"attempt": attempt}))
     }
 }
