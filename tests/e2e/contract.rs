@@ -18,18 +18,20 @@ use tokio::process::Command;
 
 use crate::api::Server;
 
-/// The schemathesis release the test installs; its checks and options are those of 4.x.
+/// The schemathesis release the test installs. Its checks and options are those of 4.x.
 const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
 /// Test cases per operation and phase.
 const MAX_EXAMPLES: u32 = 15;
 
-/// Time budget schemathesis gets for the whole run; its fuzzing phase repeats until the
+/// Time budget schemathesis gets for the whole run. Its fuzzing phase repeats until the
 /// budget is spent.
-const MAX_SECONDS: u32 = 60;
+const MAX_SECONDS: u32 = 45;
 
-/// Time after which the test stops schemathesis and fails, should it overrun its budget.
-const KILL_AFTER: Duration = Duration::from_secs(120);
+/// Time after which the test stops schemathesis and fails. Schemathesis finishes the
+/// operation it is on when the budget runs out, so it overruns the budget on a loaded
+/// machine. On 2 cores busy with other builds, one run took 120 s for a budget of 60 s.
+const KILL_AFTER: Duration = Duration::from_secs(150);
 
 /// Time the installation of schemathesis may take.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -57,9 +59,9 @@ async fn api_conforms_to_openapi_document() {
         .args(["--max-examples", &MAX_EXAMPLES.to_string()])
         .args(["--max-time", &MAX_SECONDS.to_string()])
         .args(["--request-timeout", "10"])
-        // One worker thread: with two, schemathesis 4.32.5 on CPython 3.11 sometimes stopped
-        // with `SystemError: AST constructor recursion depth mismatch` (CPython issue
-        // 106905) while it generated data, an error of the tool and not of the API.
+        // One worker thread, because with two, schemathesis 4.32.5 on CPython 3.11 sometimes
+        // stopped with `SystemError: AST constructor recursion depth mismatch` while it
+        // generated data. That is a bug in CPython's AST constructor, not in the API.
         .args(["--workers", "1"])
         // The health checks judge the speed and size of data generation, not the API, and
         // `too_slow` fires on a loaded machine.

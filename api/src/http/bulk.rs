@@ -15,10 +15,10 @@ use super::{ApiError, AppState, parse_time};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"workflow": "flights", "status": "failed", "created_since": "2026-12-01T00:00:00Z"}))]
 pub(crate) struct BulkRequest {
-    #[schema(required = false)]
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: Option<String>,
-    /// A run status; the action applies only to the statuses it can change.
-    #[schema(required = false)]
+    /// A run status: `failed` or `cancelled` for retry, `queued` or `running` for cancel.
+    #[schema(value_type = Option<crate::http::openapi::RunStatus>, required = false)]
     status: Option<String>,
     #[schema(required = false, format = DateTime)]
     created_since: Option<String>,

@@ -457,7 +457,7 @@ fn example_of(document: &Value, schema: &Value, depth: usize) -> Value {
     }
 }
 
-/// A number schema's `minimum`, or `fallback` when it has none.
+/// Returns a number schema's `minimum`, or `fallback` when it has none.
 fn lower_bound_or(schema: &Value, fallback: Value) -> Value {
     if schema["minimum"].is_number() {
         schema["minimum"].clone()

@@ -26,6 +26,7 @@ use super::retention::RetentionRequest;
 use super::schedules::CreateRequest as CreateScheduleRequest;
 use super::services::{CreateRequest as CreateServiceRequest, ReplaceRequest};
 use super::signals::SignalRequest;
+pub(crate) use params::RunStatus;
 use params::{DeadLetterQuery, EventQuery, RunListQuery, RunPath, RunQuery};
 pub(crate) use schemas::SpecDocument;
 use schemas::{
@@ -338,7 +339,7 @@ mod endpoints {
         tag = "signals",
         params(
             RunPath,
-            ("name" = String, Path, description = "The signal's name: 1 to 200 letters, digits, `_`, `-`, `.` or `:`."),
+            ("name" = String, Path, description = "The signal's name: 1 to 200 letters, digits, `_`, `-`, `.` or `:`.", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
         ),
         request_body(content = Option<SignalRequest>, description = "The payload, or an empty body."),
         responses(
@@ -362,7 +363,7 @@ mod endpoints {
         get,
         path = "/v1/workflows/{name}/retention",
         tag = "workflows",
-        params(("name" = String, Path, description = "A stored workflow's name.")),
+        params(("name" = String, Path, description = "A stored workflow's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses((status = 200, description = "The workflow's retention.", body = RetentionSetting))
     )]
     fn get_retention() {}
@@ -375,7 +376,7 @@ mod endpoints {
         put,
         path = "/v1/workflows/{name}/retention",
         tag = "workflows",
-        params(("name" = String, Path, description = "A stored workflow's name.")),
+        params(("name" = String, Path, description = "A stored workflow's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         request_body = RetentionRequest,
         responses((status = 200, description = "The retention now in force.", body = RetentionSetting))
     )]
@@ -430,7 +431,7 @@ mod endpoints {
         get,
         path = "/v1/schedules/{name}",
         tag = "schedules",
-        params(("name" = String, Path, description = "The schedule's name.")),
+        params(("name" = String, Path, description = "The schedule's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses((status = 200, description = "The schedule.", body = ScheduleView))
     )]
     fn get_schedule() {}
@@ -442,7 +443,7 @@ mod endpoints {
         delete,
         path = "/v1/schedules/{name}",
         tag = "schedules",
-        params(("name" = String, Path, description = "The schedule's name.")),
+        params(("name" = String, Path, description = "The schedule's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses((status = 200, description = "The schedule as it was.", body = ScheduleView))
     )]
     fn delete_schedule() {}
@@ -452,7 +453,7 @@ mod endpoints {
         post,
         path = "/v1/schedules/{name}/pause",
         tag = "schedules",
-        params(("name" = String, Path, description = "The schedule's name.")),
+        params(("name" = String, Path, description = "The schedule's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses((status = 200, description = "The paused schedule.", body = ScheduleView))
     )]
     fn pause_schedule() {}
@@ -465,7 +466,7 @@ mod endpoints {
         post,
         path = "/v1/schedules/{name}/resume",
         tag = "schedules",
-        params(("name" = String, Path, description = "The schedule's name.")),
+        params(("name" = String, Path, description = "The schedule's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses(
             (status = 200, description = "The resumed schedule.", body = ScheduleView),
             (status = 409, description = "The cron expression matches no future time.", body = ErrorResponse),
@@ -502,7 +503,7 @@ mod endpoints {
         get,
         path = "/v1/services/{name}",
         tag = "services",
-        params(("name" = String, Path, description = "The service's name.")),
+        params(("name" = String, Path, description = "The service's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses((status = 200, description = "The service.", body = ServiceView))
     )]
     fn get_service() {}
@@ -515,7 +516,7 @@ mod endpoints {
         post,
         path = "/v1/services/{name}/replace",
         tag = "services",
-        params(("name" = String, Path, description = "The service's name.")),
+        params(("name" = String, Path, description = "The service's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         request_body = ReplaceRequest,
         responses(
             (status = 200, description = "The service, with the new version as `candidate_run_id`.", body = ServiceView),
@@ -532,7 +533,7 @@ mod endpoints {
         post,
         path = "/v1/services/{name}/restart",
         tag = "services",
-        params(("name" = String, Path, description = "The service's name.")),
+        params(("name" = String, Path, description = "The service's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses(
             (status = 200, description = "The service, with the fresh run starting.", body = ServiceView),
             (status = 409, description = "Another replacement raced this one.", body = ErrorResponse),
@@ -545,7 +546,7 @@ mod endpoints {
         post,
         path = "/v1/services/{name}/stop",
         tag = "services",
-        params(("name" = String, Path, description = "The service's name.")),
+        params(("name" = String, Path, description = "The service's name.", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
         responses((status = 200, description = "The stopped service.", body = ServiceView))
     )]
     fn stop_service() {}
@@ -561,14 +562,14 @@ mod endpoints {
 
     /// Readiness probe
     ///
-    /// Checks that the database answers.
+    /// Checks that the database responds.
     #[utoipa::path(
         get,
         path = "/readyz",
         tag = "operations",
         responses(
-            (status = 200, description = "The database answers.", body = String, content_type = "text/plain", example = "ready"),
-            (status = 503, description = "The database does not answer; the body says why.", body = String, content_type = "text/plain"),
+            (status = 200, description = "The database responds.", body = String, content_type = "text/plain", example = "ready"),
+            (status = 503, description = "The database does not respond; the body gives the error.", body = String, content_type = "text/plain"),
         )
     )]
     fn readyz() {}

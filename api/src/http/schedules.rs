@@ -28,9 +28,11 @@ pub(crate) fn routes(table: Routes) -> Routes {
 #[serde(deny_unknown_fields)]
 #[schema(as = CreateScheduleRequest, example = json!({"name": "nightly-flights", "cron": "0 2 * * *", "workflow": "flights", "timezone": "Europe/Berlin"}))]
 pub(crate) struct CreateRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     name: String,
     /// Five fields (minute hour day-of-month month day-of-week), or six with seconds first.
     cron: String,
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: String,
     /// An IANA time zone; `UTC` when left out.
     #[schema(required = false)]

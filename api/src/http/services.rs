@@ -23,8 +23,9 @@ const DEFAULT_DRAIN_SECONDS: f64 = 2.0;
 #[serde(deny_unknown_fields)]
 #[schema(as = CreateServiceRequest, example = json!({"name": "web", "spec": {"name": "web", "tasks": [{"name": "serve", "kind": "http.serve", "input": {"body": {"version": 1}}}]}}))]
 pub(crate) struct CreateRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     name: String,
-    #[schema(required = false)]
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: Option<String>,
     #[schema(value_type = Option<crate::http::openapi::SpecDocument>, required = false)]
     spec: Option<Value>,
@@ -40,7 +41,7 @@ pub(crate) struct CreateRequest {
 #[serde(deny_unknown_fields)]
 #[schema(as = ReplaceServiceRequest, example = json!({"workflow": "web"}))]
 pub(crate) struct ReplaceRequest {
-    #[schema(required = false)]
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: Option<String>,
     #[schema(value_type = Option<crate::http::openapi::SpecDocument>, required = false)]
     spec: Option<Value>,

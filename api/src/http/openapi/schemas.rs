@@ -25,7 +25,7 @@ pub(crate) enum SpecDocument {
 #[schema(example = json!({"workflow": "flights", "input": {"out_dir": "/tmp/flights"}}))]
 pub(crate) struct SubmitRunRequest {
     /// The name of a registered workflow; its latest stored version runs.
-    #[schema(required = false)]
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: Option<String>,
     /// An inline workflow spec, stored as a new version of the workflow it names.
     #[schema(required = false)]

@@ -12,7 +12,7 @@ fn document_json() -> Value {
     serde_json::to_value(document()).expect("the document serializes")
 }
 
-/// Every (method, path) the document describes.
+/// Lists every (method, path) the document describes.
 fn documented(document: &Value) -> Vec<(Method, String)> {
     let mut found = Vec::new();
     let paths = document["paths"].as_object().expect("paths object");
@@ -142,21 +142,39 @@ fn error_responses_have_the_error_shape() {
     assert_eq!(detail["required"], serde_json::json!(["code", "message"]));
 }
 
-#[test]
-fn error_body_fits_its_schema() {
+#[tokio::test]
+async fn error_bodies_use_documented_fields() {
     use axum::response::IntoResponse;
+    use caraml_engine::SpecProblem;
 
-    let response = crate::http::ApiError::NotFound("no run 1".to_owned()).into_response();
-    assert_eq!(response.status(), axum::http::StatusCode::NOT_FOUND);
     let document = document_json();
-    let detail = document["components"]["schemas"]["ErrorDetail"]["properties"]
+    let documented = document["components"]["schemas"]["ErrorDetail"]["properties"]
         .as_object()
         .expect("ErrorDetail properties");
-    for field in ["code", "message", "problems", "request_id"] {
-        assert!(
-            detail.contains_key(field),
-            "ErrorDetail documents `{field}`"
-        );
+    let errors = [
+        crate::http::ApiError::NotFound("no run".to_owned()),
+        crate::http::ApiError::InvalidSpec(vec![SpecProblem {
+            code: "cycle",
+            message: "tasks a and b form a cycle".to_owned(),
+            tasks: vec!["a".to_owned(), "b".to_owned()],
+        }]),
+        crate::http::ApiError::Internal("database failed".to_owned()),
+    ];
+    for error in errors {
+        let response = error.into_response();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the error body is read");
+        let body: Value = serde_json::from_slice(&bytes).expect("the error body is JSON");
+        let detail = body["error"].as_object().expect("an `error` object");
+        for field in detail.keys() {
+            assert!(
+                documented.contains_key(field),
+                "ErrorDetail documents `{field}`: {body}"
+            );
+        }
+        assert!(detail["code"].is_string(), "code is a string: {body}");
+        assert!(detail["message"].is_string(), "message is a string: {body}");
     }
 }
 
