@@ -13,7 +13,7 @@ use super::ApiError;
 use super::openapi::document;
 
 /// Deepest nesting of schemas that an example is built to; deeper schemas get `{}`.
-const MAX_EXAMPLE_DEPTH: usize = 6;
+const MAX_EXAMPLE_DEPTH: usize = 12;
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
@@ -63,7 +63,7 @@ pub(crate) fn render(document: &Value) -> String {
         escape(version),
         escape(title),
         escape(version),
-        escape(text(&document["info"]["description"])),
+        prose(text(&document["info"]["description"])),
     );
 
     let operations = collect_operations(document);
@@ -85,7 +85,7 @@ pub(crate) fn render(document: &Value) -> String {
             "<section id=\"tag-{}\">\n<h2>{}</h2>\n<p>{}</p>\n",
             anchor(tag),
             escape(tag),
-            escape(description)
+            prose(description)
         );
         for operation in operations.iter().filter(|operation| &operation.tag == tag) {
             render_operation(&mut page, document, operation);
@@ -165,7 +165,7 @@ fn render_operation(page: &mut String, document: &Value, operation: &OperationRe
     );
     let description = text(&details["description"]);
     if !description.is_empty() {
-        let _ = writeln!(page, "<p>{}</p>", escape(description));
+        let _ = writeln!(page, "<p>{}</p>", prose(description));
     }
     let auth = if details["security"].is_array() {
         "Requires <code>Authorization: Bearer TOKEN</code>."
@@ -191,7 +191,7 @@ fn render_operation(page: &mut String, document: &Value, operation: &OperationRe
                 } else {
                     "no"
                 },
-                escape(text(&parameter["description"])),
+                prose(text(&parameter["description"])),
             );
         }
         page.push_str("</table>\n");
@@ -202,7 +202,7 @@ fn render_operation(page: &mut String, document: &Value, operation: &OperationRe
         page.push_str("<h4>Request body</h4>\n");
         let description = text(&body["description"]);
         if !description.is_empty() {
-            let _ = writeln!(page, "<p>{}</p>", escape(description));
+            let _ = writeln!(page, "<p>{}</p>", prose(description));
         }
         render_content(page, document, &body["content"]);
     }
@@ -228,7 +228,7 @@ fn render_operation(page: &mut String, document: &Value, operation: &OperationRe
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(status),
-            escape(text(&response["description"])),
+            prose(text(&response["description"])),
             bodies.join("<br>"),
         );
     }
@@ -289,7 +289,7 @@ fn render_schemas(page: &mut String, document: &Value) {
         );
         let description = text(&schema["description"]);
         if !description.is_empty() {
-            let _ = writeln!(page, "<p>{}</p>", escape(description));
+            let _ = writeln!(page, "<p>{}</p>", prose(description));
         }
         if let Some(properties) = schema["properties"].as_object() {
             let required: Vec<&str> = schema["required"]
@@ -310,7 +310,7 @@ fn render_schemas(page: &mut String, document: &Value) {
                     } else {
                         "no"
                     },
-                    escape(&property_description(property)),
+                    prose(&property_description(property)),
                 );
             }
             page.push_str("</table>\n");
@@ -490,6 +490,29 @@ pub(crate) fn escape(text: &str) -> String {
     escaped
 }
 
+/// Escapes a description and shows the spans it puts in backticks as code. The text is
+/// escaped first, so the only markup in the result is the `<code>` elements added here.
+fn prose(text: &str) -> String {
+    let escaped = escape(text);
+    let mut html = String::with_capacity(escaped.len());
+    let mut in_code = false;
+    let mut spans = escaped.split('`').peekable();
+    while let Some(span) = spans.next() {
+        html.push_str(span);
+        if spans.peek().is_none() {
+            break;
+        }
+        // A backtick without a partner closes no span, so it stays as written.
+        if !in_code && spans.clone().count() < 2 {
+            html.push('`');
+            continue;
+        }
+        html.push_str(if in_code { "</code>" } else { "<code>" });
+        in_code = !in_code;
+    }
+    html
+}
+
 /// Turns a name into an `id` attribute value: letters, digits, `-` and `_` only.
 fn anchor(name: &str) -> String {
     name.chars()
@@ -579,6 +602,14 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("a &amp; b"));
         assert!(page.contains("&#39;quoted&#39;"));
+    }
+
+    #[test]
+    fn backticks_become_code() {
+        assert_eq!(prose("pass `cursor` on"), "pass <code>cursor</code> on");
+        assert_eq!(prose("`a` and `b`"), "<code>a</code> and <code>b</code>");
+        assert_eq!(prose("a ` alone"), "a ` alone");
+        assert_eq!(prose("`<x>` and `"), "<code>&lt;x&gt;</code> and `");
     }
 
     #[test]
