@@ -21,7 +21,7 @@ const MAX_TIMEOUT_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 const MAX_ATTEMPTS: u32 = 1_000;
 
 /// A workflow as users write it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowSpec {
     pub name: String,
@@ -31,7 +31,7 @@ pub struct WorkflowSpec {
 }
 
 /// One node of a workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     pub name: String,
@@ -57,7 +57,7 @@ pub struct TaskSpec {
 ///
 /// The key may name fields of the run input in braces: with the key `deploy:{endpoint}`,
 /// a run with the input `{"endpoint": "fraud"}` takes the key `deploy:fraud`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Concurrency {
     pub key: String,
@@ -134,7 +134,7 @@ impl Concurrency {
 ///
 /// The delay before try `n + 1` is `initial_backoff_seconds * 2^(n - 1)`, capped at
 /// `max_backoff_seconds`, with up to 25% random jitter added.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     #[serde(default = "RetryPolicy::default_max_attempts")]
@@ -184,7 +184,7 @@ impl Default for RetryPolicy {
 }
 
 /// One problem in a spec, naming the values involved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SpecProblem {
     /// A stable code for the kind of problem, such as `cycle` or `unknown_kind`.
     pub code: &'static str,

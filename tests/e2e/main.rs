@@ -1,9 +1,11 @@
 //! End-to-end tests across crates against a real PostgreSQL: the HTTP API and command line
 //! with an in-process worker, task logs, operations on many runs (retention, dead letters,
-//! bulk actions), and fault scenarios with worker processes.
+//! bulk actions), fault scenarios with worker processes, and the API against its OpenAPI
+//! document.
 
 mod access;
 mod api;
+mod contract;
 mod faults;
 mod logs;
 mod operations;

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use caraml_engine::{BulkFilter, BulkOutcome};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::extract::{JsonBody, body_as};
 use super::{ApiError, AppState, parse_time};
@@ -11,17 +12,28 @@ use crate::auth::Caller;
 
 /// The filter of a bulk action. Times are RFC 3339; each range includes `since` and excludes
 /// `until`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"workflow": "flights", "status": "failed", "created_since": "2026-12-01T00:00:00Z"}))]
 pub(crate) struct BulkRequest {
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: Option<String>,
+    /// A run status: `failed` or `cancelled` for retry, `queued` or `running` for cancel.
+    #[schema(value_type = Option<crate::http::openapi::RunStatus>, required = false)]
     status: Option<String>,
+    #[schema(required = false, format = DateTime)]
     created_since: Option<String>,
+    #[schema(required = false, format = DateTime)]
     created_until: Option<String>,
+    #[schema(required = false, format = DateTime)]
     finished_since: Option<String>,
+    #[schema(required = false, format = DateTime)]
     finished_until: Option<String>,
+    /// Selects every run the action applies to; an empty filter is rejected without it.
     #[serde(default)]
     all: bool,
+    /// Most runs to act on; at most 10,000, which is also the default.
+    #[schema(required = false, minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
 }
 

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use caraml_engine::{Error as EngineError, SpecProblem};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub(crate) enum ApiError {
@@ -27,17 +28,27 @@ pub(crate) enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorResponse)]
+pub(crate) struct Body<'a> {
     error: ErrorBody<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErrorDetail)]
 struct ErrorBody<'a> {
+    /// A stable code for the kind of error, such as `bad_request`, `not_found`,
+    /// `invalid_spec` or `internal`.
+    #[schema(value_type = String, example = "not_found")]
     code: &'a str,
+    /// What failed, on which value, and how to fix it.
     message: String,
+    /// Every problem of a rejected spec, with code `invalid_spec`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<SpecProblem>>)]
     problems: Option<&'a [SpecProblem]>,
+    /// The id to look for in the server log, with code `internal`.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
 }

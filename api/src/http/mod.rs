@@ -1,11 +1,15 @@
-//! The JSON API under `/v1`, the probes and `/metrics`.
+//! The JSON API under `/v1`, the probes, `/metrics`, and the API's OpenAPI document and
+//! reference page.
 
 mod bulk;
 mod dead_letters;
+mod docs;
 mod error;
 mod extract;
 mod logs;
+mod openapi;
 mod retention;
+mod routes;
 mod runs;
 mod schedules;
 mod services;
@@ -18,7 +22,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use caraml_engine::Store;
 
 use crate::auth::Caller;
@@ -47,34 +50,8 @@ pub(crate) struct AppState {
 pub fn router(store: Store, body_limit: usize) -> Router {
     BODY_LIMIT.store(body_limit, Ordering::Relaxed);
     let state = AppState { store };
-    Router::new()
-        .route("/v1/runs", post(runs::submit).get(runs::list))
-        .route("/v1/runs/counts", get(runs::counts))
-        .route("/v1/runs/bulk/retry", post(bulk::retry))
-        .route("/v1/runs/bulk/cancel", post(bulk::cancel))
-        .route("/v1/runs/{id}", get(runs::get))
-        .route("/v1/runs/{id}/cancel", post(runs::cancel))
-        .route("/v1/runs/{id}/retry", post(runs::retry))
-        .route("/v1/runs/{id}/events", get(runs::events))
-        .route("/v1/runs/{id}/logs", get(logs::list))
-        .route("/v1/runs/{id}/signals", get(signals::list))
-        .route("/v1/runs/{id}/signals/{name}", post(signals::send))
-        .route("/v1/workflows", get(runs::workflows))
-        .route("/v1/services", get(services::list).post(services::create))
-        .route("/v1/services/{name}", get(services::get))
-        .route("/v1/services/{name}/replace", post(services::replace))
-        .route("/v1/services/{name}/restart", post(services::restart))
-        .route("/v1/services/{name}/stop", post(services::stop))
-        .route(
-            "/v1/workflows/{name}/retention",
-            get(retention::get).put(retention::put),
-        )
-        .route("/v1/dead-letters", get(dead_letters::list))
-        .route("/v1/workers", get(runs::workers))
-        .merge(schedules::routes())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    routes::table()
+        .into_router()
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -5,15 +5,18 @@ use axum::extract::{Path, State};
 use caraml_engine::WorkflowRetention;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::extract::{JsonBody, body_as};
 use super::{ApiError, AppState};
 use crate::auth::{Caller, Role};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"retention": "30d"}))]
 pub(crate) struct RetentionRequest {
     /// A duration such as "30d", "off" to keep runs forever, or null for the default.
+    #[schema(value_type = Option<String>, required = true)]
     retention: Value,
 }
 

@@ -1,37 +1,48 @@
 //! Handlers for cron schedules.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use caraml_engine::{MissedTicks, NewSchedule, ScheduleView};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::extract::JsonBody;
+use super::routes::Routes;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 
-/// Routes of the schedule endpoints, merged into the API's router.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/schedules", post(create).get(list))
-        .route("/v1/schedules/{name}", get(get_one).delete(delete))
-        .route("/v1/schedules/{name}/pause", post(pause))
-        .route("/v1/schedules/{name}/resume", post(resume))
+/// Adds the schedule endpoints to the route table.
+pub(crate) fn routes(table: Routes) -> Routes {
+    table
+        .post("/v1/schedules", create)
+        .get("/v1/schedules", list)
+        .get("/v1/schedules/{name}", get_one)
+        .delete("/v1/schedules/{name}", delete)
+        .post("/v1/schedules/{name}/pause", pause)
+        .post("/v1/schedules/{name}/resume", resume)
 }
 
-#[derive(Debug, Deserialize)]
+/// A schedule to create.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+#[schema(as = CreateScheduleRequest, example = json!({"name": "nightly-flights", "cron": "0 2 * * *", "workflow": "flights", "timezone": "Europe/Berlin"}))]
+pub(crate) struct CreateRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     name: String,
+    /// Five fields (minute hour day-of-month month day-of-week), or six with seconds first.
     cron: String,
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: String,
+    /// An IANA time zone; `UTC` when left out.
+    #[schema(required = false)]
     timezone: Option<String>,
     #[serde(default)]
     input: Value,
     /// Parsed here rather than by serde, so that an invalid value gets a message with the
     /// accepted values.
+    #[schema(value_type = Option<MissedTicks>, required = false)]
     missed: Option<String>,
     #[serde(default)]
     paused: bool,

@@ -9,6 +9,7 @@ use caraml_engine::{ServiceView, Submission};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::extract::JsonBody;
 use super::runs::parse_spec;
@@ -18,21 +19,32 @@ use crate::auth::Caller;
 /// Default time a replaced run keeps serving after the switch.
 const DEFAULT_DRAIN_SECONDS: f64 = 2.0;
 
-#[derive(Debug, Deserialize)]
+/// A service to create, from a registered workflow or a spec: exactly one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+#[schema(as = CreateServiceRequest, example = json!({"name": "web", "spec": {"name": "web", "tasks": [{"name": "serve", "kind": "http.serve", "input": {"body": {"version": 1}}}]}}))]
+pub(crate) struct CreateRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     name: String,
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: Option<String>,
+    #[schema(value_type = Option<crate::http::openapi::SpecDocument>, required = false)]
     spec: Option<Value>,
     #[serde(default)]
     input: Value,
+    /// Seconds a replaced run keeps serving after the switch: 0 to 600, default 2.
+    #[schema(required = false, minimum = 0, maximum = 600)]
     drain_seconds: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The new version of a service: exactly one of `workflow` and `spec`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplaceRequest {
+#[schema(as = ReplaceServiceRequest, example = json!({"workflow": "web"}))]
+pub(crate) struct ReplaceRequest {
+    #[schema(required = false, pattern = "^[A-Za-z0-9_.:-]{1,200}$")]
     workflow: Option<String>,
+    #[schema(value_type = Option<crate::http::openapi::SpecDocument>, required = false)]
     spec: Option<Value>,
     #[serde(default)]
     input: Value,

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use caraml_engine::{Delivered, SignalView};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::{RunId, check_json_content_type, describe_json, quoted};
@@ -14,9 +15,10 @@ use super::{ApiError, AppState, check_run};
 use crate::auth::Caller;
 
 /// The body of a signal delivery; an empty body sends `null`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignalRequest {
+#[schema(example = json!({"payload": {"approved": true, "by": "ana"}}))]
+pub(crate) struct SignalRequest {
     #[serde(default)]
     payload: Value,
 }

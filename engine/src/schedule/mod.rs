@@ -37,7 +37,7 @@ pub(crate) use plan::{TickPlan, plan_tick};
 pub use scheduler::{Scheduler, SchedulerBuilder, SchedulerOptions};
 
 /// Policy for ticks that passed while no scheduler was running.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MissedTicks {
     /// Start no run for missed ticks and wait for the next tick.
@@ -143,7 +143,7 @@ impl NewSchedule {
 }
 
 /// A stored schedule.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ScheduleView {
     pub project: String,
     pub name: String,

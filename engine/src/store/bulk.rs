@@ -75,14 +75,14 @@ impl BulkAction {
 }
 
 /// A selected run that the action left unchanged, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SkippedRun {
     pub id: Uuid,
     pub reason: String,
 }
 
 /// Result of a bulk action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BulkOutcome {
     pub action: &'static str,
     /// Runs the action changed.

@@ -11,7 +11,7 @@ use crate::registry::Registry;
 use crate::spec::{Dag, WorkflowSpec};
 
 /// A worker process as it registered itself.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkerRecord {
     pub id: Uuid,
     pub hostname: String,

@@ -10,7 +10,7 @@ use super::query::MAX_PAGE;
 use crate::error::{Error, Result};
 
 /// A task that failed for good.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub run_id: Uuid,
     pub workflow: String,
@@ -40,7 +40,7 @@ pub struct DeadLetterFilter {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterPage {
     pub dead_letters: Vec<DeadLetter>,
     pub next_cursor: Option<String>,

@@ -91,7 +91,7 @@ pub(crate) struct NewLogLine {
 }
 
 /// A stored log line.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LogLine {
     /// Position of the line among its run's lines; pass it as `after` to read the lines
     /// that follow it.
@@ -120,7 +120,7 @@ pub struct LogFilter {
 }
 
 /// A page of log lines.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
     pub lines: Vec<LogLine>,
     /// The `after` of the next page while more lines are stored, absent once this page

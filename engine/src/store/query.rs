@@ -16,7 +16,7 @@ pub const RUN_STATUSES: [&str; 5] = ["queued", "running", "succeeded", "failed",
 /// Largest page of runs one request returns.
 pub const MAX_PAGE: u32 = 500;
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RunView {
     pub id: Uuid,
     pub project: String,
@@ -48,7 +48,7 @@ pub struct RunView {
 }
 
 /// A child run, as its parent run lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ChildView {
     pub id: Uuid,
     pub workflow: String,
@@ -57,7 +57,7 @@ pub struct ChildView {
     pub task: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub name: String,
     pub kind: String,
@@ -85,7 +85,7 @@ fn is_empty_object(value: &Value) -> bool {
     value.as_object().is_none_or(serde_json::Map::is_empty)
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub kind: String,
@@ -95,7 +95,7 @@ pub struct EventView {
     pub detail: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkflowView {
     pub name: String,
     pub version: String,
@@ -121,7 +121,7 @@ pub struct RunFilter {
 }
 
 /// Runs of one project per status, as the dashboard's header shows them.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct RunCounts {
     pub queued: i64,
     pub running: i64,
@@ -130,7 +130,7 @@ pub struct RunCounts {
     pub cancelled: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunPage {
     pub runs: Vec<RunView>,
     pub next_cursor: Option<Uuid>,

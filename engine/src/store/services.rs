@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::spec::{WorkflowSpec, check_name};
 
 /// A service as the API shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ServiceView {
     pub project: String,
     pub name: String,

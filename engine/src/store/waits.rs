@@ -22,7 +22,7 @@ pub(crate) enum ChildState {
 }
 
 /// A signal as stored.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SignalView {
     pub id: i64,
     pub name: String,
@@ -31,7 +31,7 @@ pub struct SignalView {
 }
 
 /// Result of a signal delivery.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Delivered {
     pub signal: SignalView,
     /// Tasks of the run that the signal woke.
