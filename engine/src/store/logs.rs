@@ -172,7 +172,7 @@ impl Store {
         }
         if filter.after < 0 {
             return Err(Error::InvalidInput(format!(
-                "after is {}; pass 0 for the first line, or the id of the last line already read",
+                "after {} is invalid; pass 0 for the first line, or the id of the last line already read",
                 filter.after
             )));
         }
@@ -254,4 +254,100 @@ fn lock_key(run_id: Uuid) -> i32 {
     let (high, low) = run_id.as_u64_pair();
     let folded = high ^ low;
     ((folded >> 32) as u32 ^ folded as u32) as i32
+}
+
+#[cfg(test)]
+mod tests {
+    //! Inserts for one run are serialized by its advisory lock, and a line's id is drawn
+    //! only once the lock is held, so a run's ids follow the order of the commits.
+
+    use std::time::Duration;
+
+    use sqlx::{Connection as _, PgConnection};
+
+    use super::*;
+    use crate::testing::TestDatabase;
+
+    fn line(run_id: Uuid, message: &str) -> NewLogLine {
+        NewLogLine {
+            run_id,
+            task_idx: 0,
+            attempt: 1,
+            level: LogLevel::Info,
+            at: Utc::now(),
+            message: message.to_owned(),
+        }
+    }
+
+    async fn stored_id(store: &Store, run_id: Uuid) -> i64 {
+        let (id,): (i64,) = sqlx::query_as("SELECT id FROM task_logs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(store.pool())
+            .await
+            .expect("the run's line is stored");
+        id
+    }
+
+    #[tokio::test]
+    async fn insert_draws_ids_after_lock() {
+        let db = TestDatabase::create().await;
+        let store = db.store.clone();
+        let blocked_run = Uuid::now_v7();
+        let mut other_run = Uuid::now_v7();
+        while lock_key(other_run) == lock_key(blocked_run) {
+            other_run = Uuid::now_v7();
+        }
+
+        let mut holder = PgConnection::connect(&db.url).await.expect("connect");
+        sqlx::query("SELECT pg_advisory_lock($1, $2)")
+            .bind(LOG_LOCK_SPACE)
+            .bind(lock_key(blocked_run))
+            .execute(&mut holder)
+            .await
+            .expect("hold the run's lock");
+
+        let insert = tokio::spawn({
+            let store = store.clone();
+            async move { store.insert_log_lines(&[line(blocked_run, "waited")]).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_locks
+                 WHERE locktype = 'advisory' AND NOT granted AND classid = $1::oid",
+            )
+            .bind(i64::from(LOG_LOCK_SPACE))
+            .fetch_one(store.pool())
+            .await
+            .expect("read pg_locks");
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the insert never waited for the run's lock"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        store
+            .insert_log_lines(&[line(other_run, "passed")])
+            .await
+            .expect("another run's insert does not wait");
+        sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+            .bind(LOG_LOCK_SPACE)
+            .bind(lock_key(blocked_run))
+            .execute(&mut holder)
+            .await
+            .expect("release the run's lock");
+        insert
+            .await
+            .expect("the insert task ran")
+            .expect("the waiting insert succeeds once the lock is free");
+
+        assert!(
+            stored_id(&store, blocked_run).await > stored_id(&store, other_run).await,
+            "the waiting insert drew its id after the lock, past the insert that committed first"
+        );
+    }
 }

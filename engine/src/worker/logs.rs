@@ -4,10 +4,10 @@
 //! Guarantees kept here:
 //! - writing a line never waits for the database and never fails: the logger appends to a
 //!   buffer, and the flush loop and the result writer store it;
-//! - the result writer flushes before it writes results, so an attempt's lines are stored
-//!   before its run can show the attempt as ended;
-//! - an attempt stores at most its limit of message bytes; the first line over the limit
-//!   and every line after it are dropped, and one closing note says how many;
+//! - the result writer flushes before it writes results, so an attempt's lines are stored,
+//!   or dropped by a failed flush, before its run can show the attempt as ended;
+//! - an attempt stores at most its limit of message bytes. The first line over the limit
+//!   and every line after it are dropped, and one closing note counts them;
 //! - a line is cut to [`MAX_LINE_BYTES`], and NUL characters, which PostgreSQL text cannot
 //!   hold, become U+FFFD;
 //! - a flush that fails drops its lines, and the first failure of a streak is logged once.

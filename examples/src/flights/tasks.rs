@@ -47,6 +47,7 @@ impl Task for LoadFlights {
 
     async fn run(&self, ctx: TaskContext, (): ()) -> Result<TableOutput, TaskError> {
         let locations = locations(&ctx)?;
+        log_reading(&ctx, &locations.flights_zip());
         let output = until_cancelled(&ctx, load_flights(&locations)).await?;
         log_table(&ctx, &output);
         Ok(output)
@@ -60,6 +61,7 @@ impl Task for LoadWeather {
 
     async fn run(&self, ctx: TaskContext, (): ()) -> Result<TableOutput, TaskError> {
         let locations = locations(&ctx)?;
+        log_reading(&ctx, &locations.weather_csv());
         let output = until_cancelled(&ctx, load_weather(&locations)).await?;
         log_table(&ctx, &output);
         Ok(output)
@@ -116,6 +118,7 @@ impl Task for Report {
         let output = until_cancelled(&ctx, build_report(&months, &locations)).await?;
         log_table(&ctx, &output.carrier_report);
         log_table(&ctx, &output.airport_report);
+        log_summary(&ctx, &output);
         Ok(output)
     }
 }
@@ -141,6 +144,28 @@ async fn until_cancelled<T>(
             ctx.task_name()
         ))),
         result = work => result,
+    }
+}
+
+fn log_reading(ctx: &TaskContext, path: &std::path::Path) {
+    ctx.logger().info(&format!("reading {}", path.display()));
+}
+
+fn log_summary(ctx: &TaskContext, report: &ReportOutput) {
+    let logger = ctx.logger();
+    logger.info(&format!(
+        "{} flights over {} months",
+        report.total_flights,
+        report.months.len()
+    ));
+    if let Some(worst) = report.worst_carriers.first() {
+        logger.info(&format!(
+            "highest mean arrival delay: {} ({}), {:.1} minutes over {} flights",
+            worst.name.as_deref().unwrap_or("name unknown"),
+            worst.carrier,
+            worst.mean_arr_delay_minutes,
+            worst.arr_delay_flights
+        ));
     }
 }
 
