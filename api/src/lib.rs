@@ -1,4 +1,6 @@
 //! The HTTP API and the `caraml` command line.
 
+mod auth;
 pub mod cli;
+mod dashboard;
 pub mod http;

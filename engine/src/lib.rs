@@ -49,9 +49,10 @@ pub use service::{HttpServe, HttpServeInput};
 pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, WorkflowSpec};
 pub use store::{
     BulkAction, BulkFilter, BulkOutcome, CANCEL_CHANNEL, ChildView, DeadLetter, DeadLetterFilter,
-    DeadLetterPage, Delivered, EventView, MAX_BULK, MAX_PAGE, READY_CHANNEL, RUN_STATUSES,
-    RunFilter, RunPage, RunView, SCHEDULES_CHANNEL, ServiceView, SignalView, SkippedRun, Store,
-    Submission, Submitted, TaskView, WorkerRecord, WorkflowView,
+    DeadLetterPage, Delivered, EventView, MAX_BULK, MAX_ERROR_CHARS, MAX_PAGE, OutputPreview,
+    READY_CHANNEL, RUN_STATUSES, RunFilter, RunPage, RunProgress, RunView, SCHEDULES_CHANNEL,
+    ServiceView, SignalView, SkippedRun, Store, Submission, Submitted, TaskProgress, TaskView,
+    WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{PREFETCH_BELOW, Worker, WorkerBuilder, WorkerOptions};

@@ -12,6 +12,8 @@ use serde::Serialize;
 #[derive(Debug)]
 pub(crate) enum ApiError {
     BadRequest(String),
+    Unauthorized(String),
+    Forbidden(String),
     InvalidSpec(Vec<SpecProblem>),
     NotFound(String),
     Conflict(String),
@@ -38,12 +40,37 @@ struct ErrorBody<'a> {
     request_id: Option<String>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message, problems, request_id) = match &self {
+/// An error as the client sees it.
+pub(crate) struct Described<'a> {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'a str,
+    pub(crate) message: String,
+    pub(crate) problems: Option<&'a [SpecProblem]>,
+    pub(crate) request_id: Option<String>,
+}
+
+impl ApiError {
+    /// Returns the status and the message for the client, and logs a server fault in full
+    /// under a new request id.
+    pub(crate) fn describe(&self) -> Described<'_> {
+        let (status, code, message, problems, request_id) = match self {
             ApiError::BadRequest(message) => (
                 StatusCode::BAD_REQUEST,
                 "bad_request",
+                message.clone(),
+                None,
+                None,
+            ),
+            ApiError::Unauthorized(message) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                message.clone(),
+                None,
+                None,
+            ),
+            ApiError::Forbidden(message) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
                 message.clone(),
                 None,
                 None,
@@ -123,15 +150,28 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        Described {
+            status,
+            code,
+            message,
+            problems,
+            request_id,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let described = self.describe();
         let body = Body {
             error: ErrorBody {
-                code,
-                message,
-                problems,
-                request_id,
+                code: described.code,
+                message: described.message,
+                problems: described.problems,
+                request_id: described.request_id,
             },
         };
-        (status, Json(body)).into_response()
+        (described.status, Json(body)).into_response()
     }
 }
 

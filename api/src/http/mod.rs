@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use error::ApiError;
+pub(crate) use extract::{QueryParams, RunId, quoted};
 
 /// Default largest request body: 8 MiB, room for a 50,000-task spec.
 pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -38,12 +39,22 @@ pub(crate) fn body_limit() -> usize {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) store: Store,
+    pub(crate) dashboard: crate::dashboard::Settings,
 }
 
-/// Builds the API's router.
+/// Builds the API's router, with the dashboard at `/`.
 pub fn router(store: Store, body_limit: usize) -> Router {
+    router_with_shutdown(store, body_limit, CancellationToken::new())
+}
+
+/// Builds the API's router; `shutdown` ends the dashboard's open event streams, which
+/// would otherwise hold a graceful shutdown open.
+fn router_with_shutdown(store: Store, body_limit: usize, shutdown: CancellationToken) -> Router {
     BODY_LIMIT.store(body_limit, Ordering::Relaxed);
-    let state = AppState { store };
+    let state = AppState {
+        store,
+        dashboard: crate::dashboard::Settings::new(shutdown),
+    };
     Router::new()
         .route("/v1/runs", post(runs::submit).get(runs::list))
         .route("/v1/runs/bulk/retry", post(bulk::retry))
@@ -67,6 +78,7 @@ pub fn router(store: Store, body_limit: usize) -> Router {
         .route("/v1/dead-letters", get(dead_letters::list))
         .route("/v1/workers", get(runs::workers))
         .merge(schedules::routes())
+        .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -83,7 +95,8 @@ pub async fn serve(
     body_limit: usize,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store, body_limit))
+    let router = router_with_shutdown(store, body_limit, shutdown.clone());
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -142,7 +155,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
-        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers, services, schedules, dead-letters)",
+        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers, services, schedules, dead-letters) and the dashboard at /",
         uri.path()
     ))
 }

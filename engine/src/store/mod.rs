@@ -23,6 +23,7 @@ mod eager;
 mod lease;
 #[cfg(test)]
 mod plans;
+mod progress;
 mod query;
 mod retention;
 mod schedules;
@@ -45,6 +46,7 @@ pub(crate) use complete::{Fence, Finished};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, DeadLetterPage};
 pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
+pub use progress::{MAX_ERROR_CHARS, OutputPreview, RunProgress, TaskProgress};
 pub use query::{
     ChildView, EventView, MAX_PAGE, RUN_STATUSES, RunFilter, RunPage, RunView, TaskView,
     WorkflowView,

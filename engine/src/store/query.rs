@@ -104,13 +104,26 @@ pub struct WorkflowView {
 }
 
 /// Filter for listing runs. Pages go from newest to oldest, and `before` is the
-/// `next_cursor` of the previous page.
+/// `next_cursor` of the previous page. `created_since` is inclusive and `created_until`
+/// exclusive.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// NOTE: runs carry no project yet, so the queries ignore this field.
+    pub project: Option<String>,
     pub status: Option<String>,
     pub workflow: Option<String>,
+    pub created_since: Option<DateTime<Utc>>,
+    pub created_until: Option<DateTime<Utc>>,
     pub before: Option<Uuid>,
     pub limit: u32,
+}
+
+/// Returns the smallest UUIDv7 of the millisecond `time` falls in. Run ids are UUIDv7,
+/// whose first 48 bits are the creation time in Unix milliseconds, so a range of creation
+/// times is a range of ids, which the primary key serves without reading `created_at`.
+pub(crate) fn first_id_at(time: DateTime<Utc>) -> Uuid {
+    let millis = u128::try_from(time.timestamp_millis()).unwrap_or(0);
+    Uuid::from_u128(millis.min((1 << 48) - 1) << 80)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +250,8 @@ impl Store {
              WHERE ($1::text IS NULL OR status = $1)
                AND ($2::text IS NULL OR workflow = $2)
                AND ($3::uuid IS NULL OR id < $3)
+               AND ($5::uuid IS NULL OR id >= $5)
+               AND ($6::uuid IS NULL OR id < $6)
              ORDER BY id DESC
              LIMIT $4"
         )))
@@ -244,6 +259,8 @@ impl Store {
         .bind(&filter.workflow)
         .bind(filter.before)
         .bind(i64::from(limit) + 1)
+        .bind(filter.created_since.map(first_id_at))
+        .bind(filter.created_until.map(first_id_at))
         .fetch_all(&self.pool)
         .await?;
         let next_cursor = if runs.len() > limit as usize {
