@@ -8,7 +8,7 @@ use caraml_engine::Store;
 
 use crate::http::ApiError;
 
-/// What a caller may do within its project.
+/// The permissions of a caller within its project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     Viewer,

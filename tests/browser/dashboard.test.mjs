@@ -8,7 +8,8 @@
 //   CARAML_RUN_LIVE       a run waiting for the signal `go` before ten quick tasks
 //   CARAML_RUN_CANCEL     a run waiting for a signal that never comes
 //   CARAML_RUN_RETRY      a failed run whose task succeeds on its second attempt
-//   CARAML_RUN_INJECT     a finished run whose input, output and error hold HTML
+//   CARAML_RUN_INJECT     a finished run whose input, output and error contain HTML
+//   CARAML_RUN_WIDE       a run waiting for the signal `go` before 320 sibling tasks
 //   CARAML_SCREENSHOTS    paths to save the run page's screenshot to, separated by ':'
 
 import { after, before, test } from "node:test";
@@ -29,6 +30,7 @@ const runs = {
   cancel: env("CARAML_RUN_CANCEL"),
   retry: env("CARAML_RUN_RETRY"),
   inject: env("CARAML_RUN_INJECT"),
+  wide: env("CARAML_RUN_WIDE"),
 };
 const screenshots = (process.env.CARAML_SCREENSHOTS || "").split(":").filter(Boolean);
 
@@ -109,12 +111,7 @@ test("run page turns nodes green without a reload", async () => {
       window.__loadMarker = value;
     }, marker);
 
-    const response = await fetch(`${base}/v1/runs/${runs.live}/signals/go`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}` },
-      body: JSON.stringify({ payload: { approved: true, by: "browser test" } }),
-    });
-    assert.equal(response.status, 201, `the signal is delivered: ${await response.text()}`);
+    await sendGo(runs.live);
 
     await page.waitForFunction(() => {
       const all = document.querySelectorAll("svg.dag g.node");
@@ -140,6 +137,37 @@ test("run page turns nodes green without a reload", async () => {
     for (const path of screenshots) {
       await page.screenshot({ path });
     }
+  } finally {
+    await context.close();
+  }
+});
+
+async function sendGo(run) {
+  const response = await fetch(`${base}/v1/runs/${run}/signals/go`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${adminToken}` },
+    body: JSON.stringify({ payload: { approved: true, by: "browser test" } }),
+  });
+  assert.equal(response.status, 201, `the signal is delivered: ${await response.text()}`);
+}
+
+test("collapsed group counts follow live updates", async () => {
+  const { context, page } = await newPage();
+  try {
+    await logIn(page, adminToken, `/runs/${runs.wide}`);
+    await page.waitForFunction(() => document.body.dataset.live === "open");
+    const group = page.locator("svg.dag g.group");
+    assert.equal(await group.count(), 1, "the 320 siblings are one box");
+    assert.match(await group.locator("text.name").textContent(), /part\* ×320/);
+    assert.equal(await group.locator("text.counts").textContent(), "320 blocked");
+
+    await sendGo(runs.wide);
+    await page.waitForFunction(
+      () => document.querySelector("svg.dag g.group text.counts").textContent === "320 succeeded",
+    );
+    assert.equal(await group.getAttribute("class"), "group s-succeeded", "the box turns green");
+    const width = await group.locator("rect.seg[data-s=succeeded]").getAttribute("width");
+    assert.equal(width, "134", "the succeeded segment fills the bar");
   } finally {
     await context.close();
   }

@@ -55,6 +55,9 @@ pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitC
     register(&store, &registry).await?;
     let shutdown = shutdown_on_signal();
     let listener = bind(&args).await?;
+    if let Ok(address) = listener.local_addr() {
+        say!("API: http://{address}/v1/runs, dashboard: http://{address}/ (stop with Ctrl-C)");
+    }
     // The API process starts scheduled runs too, so schedules keep their ticks while no
     // worker runs; the runs wait for a worker like any other.
     let scheduler = tokio::spawn(
@@ -207,6 +210,7 @@ async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode
             .run(shutdown.clone()),
     );
     say!("API: http://{address}/v1/runs (stop with Ctrl-C)");
+    say!("Dashboard: http://{address}/ (log in with an API token)");
 
     let mut code = ExitCode::SUCCESS;
     if let Some(example) = &args.example {

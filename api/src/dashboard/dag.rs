@@ -74,7 +74,7 @@ pub(super) fn family(name: &str) -> &str {
     if trimmed.is_empty() { name } else { trimmed }
 }
 
-/// What one box of the drawing stands for.
+/// The task or group of tasks that one box of the drawing shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Item {
     Task(usize),
@@ -220,7 +220,7 @@ fn layer_len(len: usize) -> f64 {
     len.max(1) as f64
 }
 
-/// Where a box is drawn.
+/// The top-left corner of a box.
 #[derive(Debug, Clone, Copy)]
 struct Place {
     x: i64,

@@ -39,7 +39,7 @@ pub(super) fn human_millis(millis: i64) -> String {
     }
 }
 
-/// Cuts `text` to at most `max_chars` characters; the flag tells whether it was cut.
+/// Cuts `text` to at most `max_chars` characters. The flag is true when it was cut.
 pub(super) fn shorten(text: &str, max_chars: usize) -> (String, bool) {
     match text.char_indices().nth(max_chars) {
         Some((end, _)) => (format!("{}…", &text[..end]), true),

@@ -87,7 +87,7 @@ pub(super) fn render(run: &RunView, tasks: &[TaskView], now: DateTime<Utc>) -> M
     }
 }
 
-/// One row per task, in order of start, with tasks not started at the end.
+/// Returns one row per task, in order of start, with tasks not started at the end.
 fn task_rows(tasks: &[TaskView]) -> Vec<Row> {
     let mut order: Vec<usize> = (0..tasks.len()).collect();
     order.sort_by_key(|&i| (tasks[i].started_at.is_none(), tasks[i].started_at, i));
@@ -103,7 +103,7 @@ fn task_rows(tasks: &[TaskView]) -> Vec<Row> {
         .collect()
 }
 
-/// One row per layer of the DAG, spanning its tasks' first start and last finish.
+/// Returns one row per layer of the DAG, from its tasks' first start to their last finish.
 fn layer_rows(tasks: &[TaskView]) -> Vec<Row> {
     let index: std::collections::HashMap<&str, usize> = tasks
         .iter()

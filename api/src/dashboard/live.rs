@@ -29,7 +29,7 @@ use crate::auth::Caller;
 /// Time between two polls of the store by one connection.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Longest life of one stream.
+/// Maximum lifetime of one stream.
 const MAX_STREAM: Duration = Duration::from_secs(30 * 60);
 
 /// Characters of a task's output that an update carries.

@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::AppState;
 
-/// What the dashboard's handlers share: the key of the CSRF tokens and the server's
-/// shutdown signal, which ends open event streams.
+/// Settings shared by the dashboard's handlers: the key of the CSRF tokens and the
+/// server's shutdown signal, which ends open event streams.
 #[derive(Clone)]
 pub(crate) struct Settings {
     csrf_key: Arc<[u8; 32]>,

@@ -23,6 +23,9 @@ use crate::http::{ApiError, AppState, QueryParams, RunId};
 /// Events the page shows, newest first.
 const EVENTS_SHOWN: u32 = 200;
 
+/// Task rows the table shows unless the request is for all of them.
+const TABLE_ROWS: usize = 300;
+
 /// Characters of the run's input the page shows before the "full" link.
 const INPUT_CHARS: usize = 2000;
 
@@ -50,7 +53,7 @@ pub(super) async fn show(
 ) -> PageResult {
     let id = run_id(id)?;
     query
-        .allow_only("the run page", &["expand", "notice"])
+        .allow_only("the run page", &["expand", "notice", "tasks"])
         .map_err(PageError::from)?;
     let expanded: HashSet<String> = query
         .text(
@@ -60,6 +63,10 @@ pub(super) async fn show(
         .map_err(PageError::from)?
         .map(|keys| keys.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
+    let all_tasks = query
+        .one_of("tasks", &["all"])
+        .map_err(PageError::from)?
+        .is_some();
     let notice = query
         .text("notice", "leave the parameter out")
         .map_err(PageError::from)?
@@ -92,7 +99,7 @@ pub(super) async fn show(
             }
             section {
                 h2 { "Tasks" }
-                (task_table(&run, tasks, now))
+                (task_table(&run, tasks, all_tasks, now))
             }
             section {
                 h2 { "Input" }
@@ -198,8 +205,35 @@ fn relations(run: &RunView) -> Markup {
     }
 }
 
-fn task_table(run: &RunView, tasks: &[TaskView], now: chrono::DateTime<Utc>) -> Markup {
+/// Returns the tasks the table lists: all of them, or for a large run the
+/// [`TABLE_ROWS`] that most need attention (failed, running, waiting, ready), in spec order.
+fn table_rows(tasks: &[TaskView], all: bool) -> Vec<usize> {
+    if all || tasks.len() <= TABLE_ROWS {
+        return (0..tasks.len()).collect();
+    }
+    let urgency = |status: &str| match status {
+        "failed" => 0,
+        "running" => 1,
+        "waiting" => 2,
+        "ready" => 3,
+        _ => 4,
+    };
+    let mut rows: Vec<usize> = (0..tasks.len()).collect();
+    rows.sort_by_key(|&i| (urgency(&tasks[i].status), i));
+    rows.truncate(TABLE_ROWS);
+    rows.sort_unstable();
+    rows
+}
+
+fn task_table(run: &RunView, tasks: &[TaskView], all: bool, now: chrono::DateTime<Utc>) -> Markup {
+    let rows = table_rows(tasks, all);
     html! {
+        @if rows.len() < tasks.len() {
+            p.hint {
+                "Showing " (rows.len()) " of " (tasks.len()) " tasks: failed, running, waiting and ready ones first. "
+                a href=(format!("/runs/{}?tasks=all#tasks", run.id)) { "Show all tasks" }
+            }
+        }
         table.tasks #tasks {
             thead {
                 tr {
@@ -208,8 +242,8 @@ fn task_table(run: &RunView, tasks: &[TaskView], now: chrono::DateTime<Utc>) -> 
                 }
             }
             tbody {
-                @for (index, task) in tasks.iter().enumerate() {
-                    (task_row(run, index, task, now))
+                @for index in rows {
+                    (task_row(run, index, &tasks[index], now))
                 }
             }
         }
@@ -233,7 +267,7 @@ fn task_row(run: &RunView, index: usize, task: &TaskView, now: chrono::DateTime<
             td.name {
                 (task.name)
                 @if let (Some(signals), "waiting") = (&task.waiting_for, task.status.as_str()) {
-                    br; small { "waiting for " (signals.join(", ")) }
+                    small.waiting-for { "waiting for " (signals.join(", ")) }
                 }
             }
             td { (task.kind) }

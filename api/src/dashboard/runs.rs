@@ -1,8 +1,8 @@
 //! The runs list: status counts, filters, a keyset-paginated table, and bulk retry and
 //! cancel for the current filter.
 //!
-//! The page reads one page of runs through the primary key and one grouped count; it never
-//! counts or skips over all runs, so it stays fast however many runs the table holds.
+//! The page reads one page of runs through the primary key and one grouped count. It
+//! never counts or skips over all runs, so it stays fast however many runs there are.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -187,7 +187,8 @@ fn status_counts(filter: &ListFilter, counts: &[(String, i64)]) -> Markup {
                 span.n { (total) } " all"
             }
             @for status in RUN_STATUSES {
-                a class=(format!("count s-{status}")) .active[filter.status.as_deref() == Some(status)]
+                @let active = if filter.status.as_deref() == Some(status) { " active" } else { "" };
+                a class=(format!("count s-{status}{active}"))
                     href=(format!("/runs?{}", filter.query(Some(Some(status))))) {
                     span.n #(format!("count-{status}")) { (count_of(status)) } " " (status)
                 }

@@ -5,7 +5,8 @@
 //! - its session cookie authenticates,
 //! - its `csrf` field is the keyed hash of that cookie's token (a page of another site can
 //!   make the browser send the cookie, but cannot read a page to learn the hash), and
-//! - neither its `Origin` header names another host nor `Sec-Fetch-Site` says `cross-site`.
+//! - its `Origin` header names no other host, and `Sec-Fetch-Site` does not mark it
+//!   `cross-site`.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -20,10 +21,10 @@ use super::page::PageError;
 use crate::auth::{Caller, authenticate};
 use crate::http::{ApiError, AppState};
 
-/// Name of the cookie that holds the session's API token.
+/// Name of the cookie that contains the session's API token.
 pub(super) const COOKIE: &str = "caraml_session";
 
-/// Longest token the dashboard accepts, in bytes.
+/// Maximum length of a token the dashboard accepts, in bytes.
 const MAX_TOKEN_BYTES: usize = 4096;
 
 /// An authenticated dashboard request.

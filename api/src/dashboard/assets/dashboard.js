@@ -76,6 +76,7 @@
     if (!box) {
       return;
     }
+
     const counts = {};
     let total = 0;
     groups.of.forEach(function (group, task) {
@@ -85,6 +86,7 @@
         total += 1;
       }
     });
+
     const colour = GROUP_PRIORITY.find(function (status) { return counts[status] > 0; }) || "blocked";
     setStatusClass(box, colour);
     const summary = TASK_STATUSES.filter(function (status) { return counts[status] > 0; })
@@ -94,18 +96,14 @@
     if (text) {
       text.textContent = summary;
     }
+
+    // The bar spans the box less 8 pixels of padding on each side, as the server draws it.
     const segments = box.querySelectorAll("rect.seg");
     if (segments.length === 0) {
       return;
     }
-    const first = segments[0];
-    const left = Number(first.getAttribute("x"));
-    let width = 0;
-    for (const segment of segments) {
-      width += Number(segment.getAttribute("width"));
-    }
-    const full = Math.max(width, Number(box.querySelector("rect").getAttribute("width")) - 16);
-    let x = left;
+    const full = Number(box.querySelector("rect").getAttribute("width")) - 16;
+    let x = Number(segments[0].getAttribute("x"));
     for (const segment of segments) {
       const share = Math.floor(((counts[segment.dataset.s] || 0) * full) / Math.max(total, 1));
       segment.setAttribute("x", String(x));
@@ -137,6 +135,10 @@
     if (badge) {
       badge.textContent = task.status;
       setStatusClass(badge, task.status);
+    }
+    const waiting = row.querySelector(".waiting-for");
+    if (waiting) {
+      waiting.hidden = task.status !== "waiting";
     }
     const cells = {
       ".c-attempts": String(task.attempts),
