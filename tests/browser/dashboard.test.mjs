@@ -173,11 +173,18 @@ test("collapsed group counts follow live updates", async () => {
   }
 });
 
-test("cancel button cancels a running run", async () => {
+test("signal and cancel buttons act on a running run", async () => {
   const { context, page } = await newPage();
   try {
     await logIn(page, adminToken, `/runs/${runs.cancel}`);
     assert.equal(await runStatus(page), "running");
+    await page.fill("#signal-name", "note");
+    await page.fill("#signal-payload", '{"from": "browser"}');
+    await Promise.all([page.waitForURL(/notice=signalled/), page.click("#send-signal")]);
+    const events = await page.textContent("table.events");
+    assert.ok(events.includes("run.signal"), "the signal is in the event history");
+    assert.ok(events.includes('"name":"note"'), `the event names the signal: ${events}`);
+
     page.once("dialog", (dialog) => dialog.accept());
     await Promise.all([page.waitForURL(/notice=cancelled/), page.click("#cancel-run")]);
     assert.equal(await runStatus(page), "cancelled");

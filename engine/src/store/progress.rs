@@ -153,3 +153,181 @@ impl Store {
         .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Guarantees checked here:
+    //! - a run's progress changes whenever one of its tasks changes state, because every
+    //!   change appends an event;
+    //! - output previews are cut at the requested length and say so;
+    //! - a range of creation times selects runs through their UUIDv7 ids.
+
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use serde_json::{Value, json};
+    use uuid::{NoContext, Timestamp, Uuid};
+
+    use super::super::query::first_id_at;
+    use crate::error::Error;
+    use crate::retry::Decision;
+    use crate::store::{Fence, Finished, RunFilter, Store, Submission};
+    use crate::testing::TestDatabase;
+
+    async fn submit_pair(store: &Store) -> Uuid {
+        store
+            .register_kinds(["sleep"].into_iter())
+            .await
+            .expect("register kinds");
+        let spec = serde_json::from_value(json!({"name": "pair", "tasks": [
+            {"name": "first", "kind": "sleep"},
+            {"name": "second", "kind": "sleep", "depends_on": ["first"]},
+        ]}))
+        .expect("spec");
+        store
+            .submit(Submission::Spec(spec), Value::Null, None)
+            .await
+            .expect("submit")
+            .id
+    }
+
+    #[tokio::test]
+    async fn progress_follows_task_changes() {
+        let db = TestDatabase::create().await;
+        let store = db.store;
+        let run = submit_pair(&store).await;
+
+        let before = store.run_progress(run).await.expect("progress");
+        assert_eq!(before.tasks_total, 2);
+        assert!(before.last_event_id > 0, "submission records events");
+        let tasks = store.task_progress(run).await.expect("tasks");
+        let statuses: Vec<&str> = tasks.iter().map(|task| task.status.as_str()).collect();
+        assert_eq!(statuses, ["ready", "blocked"], "tasks in spec order");
+
+        let claimed = store
+            .claim(
+                "default",
+                1,
+                Uuid::new_v4(),
+                Duration::from_secs(60),
+                Utc::now(),
+            )
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        let after_claim = store.run_progress(run).await.expect("progress");
+        assert_ne!(after_claim, before, "a claimed task changes the progress");
+        let first = &store.task_progress(run).await.expect("tasks")[0];
+        assert_eq!(first.status, "running");
+        assert_eq!(first.attempts, 1);
+        assert!(first.started_at.is_some());
+
+        let output = json!({"text": "x".repeat(300)});
+        store
+            .finish(
+                &[Finished {
+                    run_id: run,
+                    idx: claimed[0].idx,
+                    attempt_id: claimed[0].attempt_id,
+                    decision: Decision::Succeed(output.clone()),
+                }],
+                Fence::Owner,
+            )
+            .await
+            .expect("finish");
+        let after_finish = store.run_progress(run).await.expect("progress");
+        assert_eq!(after_finish.tasks_succeeded, 1);
+        assert!(after_finish.last_event_id > after_claim.last_event_id);
+
+        let previews = store
+            .output_previews(run, &[0, 1], 100)
+            .await
+            .expect("previews");
+        assert_eq!(
+            previews.len(),
+            1,
+            "only the task with an output has a preview"
+        );
+        assert_eq!(previews[0].text.chars().count(), 100);
+        assert!(previews[0].truncated, "a cut preview says so");
+        let whole = store.task_output(run, "first").await.expect("output");
+        assert_eq!(whole, Some(output));
+        assert_eq!(
+            store.task_output(run, "second").await.expect("output"),
+            None
+        );
+        assert!(
+            matches!(
+                store.task_output(run, "third").await,
+                Err(Error::NotFound { what: "task", .. })
+            ),
+            "an unknown task is not found"
+        );
+
+        let events = store.recent_events(run, 2).await.expect("events");
+        assert_eq!(events.len(), 2);
+        assert!(events[0].id > events[1].id, "newest first");
+    }
+
+    #[tokio::test]
+    async fn creation_range_selects_runs() {
+        let db = TestDatabase::create().await;
+        let store = db.store;
+        let run = submit_pair(&store).await;
+        let hour = chrono::Duration::hours(1);
+        let now = Utc::now();
+        let list = |since: Option<chrono::DateTime<Utc>>, until| {
+            let store = store.clone();
+            async move {
+                let filter = RunFilter {
+                    created_since: since,
+                    created_until: until,
+                    limit: 10,
+                    ..RunFilter::default()
+                };
+                let page = store.list_runs(&filter).await.expect("list");
+                let counts = store.count_runs_by_status(&filter).await.expect("counts");
+                (
+                    page.runs.iter().map(|run| run.id).collect::<Vec<_>>(),
+                    counts.iter().map(|(_, count)| count).sum::<i64>(),
+                )
+            }
+        };
+
+        assert_eq!(
+            list(Some(now - hour), Some(now + hour)).await,
+            (vec![run], 1)
+        );
+        assert_eq!(
+            list(Some(now + hour), None).await,
+            (vec![], 0),
+            "created before since"
+        );
+        assert_eq!(
+            list(None, Some(now - hour)).await,
+            (vec![], 0),
+            "created after until"
+        );
+    }
+
+    #[test]
+    fn first_id_bounds_the_millisecond() {
+        let time = chrono::DateTime::parse_from_rfc3339("2026-12-05T10:00:00.123Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let millis = u64::try_from(time.timestamp_millis()).expect("after 1970");
+        let id = Uuid::new_v7(Timestamp::from_unix(
+            NoContext,
+            millis / 1000,
+            u32::try_from(millis % 1000).expect("millis") * 1_000_000,
+        ));
+        assert!(
+            first_id_at(time) <= id,
+            "an id of that millisecond is not before the bound"
+        );
+        assert!(
+            id < first_id_at(time + chrono::Duration::milliseconds(1)),
+            "an id of that millisecond is before the next one's bound"
+        );
+    }
+}
