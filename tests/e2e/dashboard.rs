@@ -353,6 +353,87 @@ async fn change_posts_need_csrf_token() {
 }
 
 #[tokio::test]
+async fn live_stream_ends_after_final_state() {
+    let server = DashboardServer::start().await;
+    let id = server
+        .submit(
+            json!({"name": "short", "tasks": [
+                {"name": "first", "kind": "sleep", "input": {"seconds": 0.3}},
+                {"name": "second", "kind": "sleep", "input": {"seconds": 0.3}, "depends_on": ["first"]},
+            ]}),
+            Value::Null,
+        )
+        .await;
+    let mut response = server
+        .page(&format!("/runs/{id}/live"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+
+    // The server ends the stream once the run has finished, so reading to the end returns.
+    let mut body = String::new();
+    let read = async {
+        while let Some(chunk) = response.chunk().await.expect("stream chunk") {
+            body.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the stream ends within 30 s of a two-task run");
+
+    let events: Vec<(&str, &str)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let kind = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((kind, data))
+        })
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(
+        kinds.last(),
+        Some(&"done"),
+        "the last event is done: {kinds:?}"
+    );
+    assert!(
+        kinds[..kinds.len() - 1].iter().all(|kind| *kind == "state"),
+        "every other event is a state: {kinds:?}"
+    );
+
+    let states: Vec<Value> = events
+        .iter()
+        .filter(|(kind, _)| *kind == "state")
+        .map(|(_, data)| serde_json::from_str(data).expect("state is JSON"))
+        .collect();
+    assert_eq!(
+        states[0]["tasks"].as_array().map(Vec::len),
+        Some(2),
+        "the first state carries every task"
+    );
+    let last = states.last().expect("a state");
+    assert_eq!(last["run"]["status"], "succeeded");
+    assert_eq!(last["run"]["finished"], true);
+    let mut seen: std::collections::HashMap<i64, Value> = std::collections::HashMap::new();
+    for state in &states {
+        for task in state["tasks"].as_array().expect("tasks array") {
+            let index = task["i"].as_i64().expect("task index");
+            assert_ne!(
+                seen.get(&index),
+                Some(task),
+                "a state carries a task only when it changed"
+            );
+            seen.insert(index, task.clone());
+        }
+    }
+}
+
+#[tokio::test]
 async fn large_run_page_collapses_groups() {
     let server = DashboardServer::start().await;
     let shards = 5000;
