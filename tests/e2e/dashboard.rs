@@ -490,7 +490,7 @@ async fn large_run_page_collapses_groups() {
     );
 }
 
-/// Returns the program's path when it runs, or the reason it does not.
+/// Checks that a program starts, or returns the reason it does not.
 async fn check_program(program: &str, hint: &str) -> Result<(), String> {
     match tokio::process::Command::new(program)
         .arg("--version")

@@ -115,7 +115,11 @@ impl Watch {
                 Err(err) => {
                     self.ended = true;
                     let described = err.0.describe();
-                    tracing::debug!(run.id = %self.run_id, error = %described.message, "live updates stopped");
+                    if described.status.is_server_error() {
+                        tracing::warn!(run.id = %self.run_id, error = %described.message, "live updates stopped");
+                    } else {
+                        tracing::debug!(run.id = %self.run_id, error = %described.message, "live updates stopped");
+                    }
                     return Some(Event::default().event("failed").data(described.message));
                 }
             }

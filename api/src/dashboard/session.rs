@@ -134,11 +134,17 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = NoSession;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, NoSession> {
-        let next = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |path| path.as_str())
-            .to_owned();
+        // After logging in, the browser goes back to the page it asked for. A form post
+        // cannot be repeated by a redirect, so it goes back to the runs list.
+        let next = if parts.method == axum::http::Method::GET {
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/", |path| path.as_str())
+                .to_owned()
+        } else {
+            "/".to_owned()
+        };
         let Some(token) = cookie_token(&parts.headers) else {
             return Err(NoSession::Redirect(next));
         };
