@@ -2,4 +2,5 @@
 
 pub mod auth;
 pub mod cli;
+mod dashboard;
 pub mod http;

@@ -52,9 +52,9 @@ pub use spec::{Concurrency, RetryPolicy, SpecError, SpecProblem, TaskSpec, Workf
 pub use store::{
     BulkAction, BulkFilter, BulkOutcome, CANCEL_CHANNEL, ChildView, DEFAULT_PROJECT, DeadLetter,
     DeadLetterFilter, DeadLetterPage, Delivered, EventView, LogFilter, LogLine, LogPage, MAX_BULK,
-    MAX_LOG_PAGE, MAX_PAGE, READY_CHANNEL, RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView,
-    SCHEDULES_CHANNEL, ServiceView, SignalView, SkippedRun, Store, Submission, Submitted, TaskView,
-    WorkerRecord, WorkflowView,
+    MAX_ERROR_CHARS, MAX_LOG_PAGE, MAX_PAGE, OutputPreview, READY_CHANNEL, RUN_STATUSES, RunCounts,
+    RunFilter, RunPage, RunProgress, RunView, SCHEDULES_CHANNEL, ServiceView, SignalView,
+    SkippedRun, Store, Submission, Submitted, TaskProgress, TaskView, WorkerRecord, WorkflowView,
 };
 pub use task::{ErrorKind, Task, TaskContext, TaskError, TaskLogger};
 pub use worker::{

@@ -1,11 +1,12 @@
 //! End-to-end tests across crates against a real PostgreSQL: the HTTP API and command line
-//! with an in-process worker, task logs, operations on many runs (retention, dead letters,
-//! bulk actions), fault scenarios with worker processes, and the API against its OpenAPI
-//! document.
+//! with an in-process worker, task logs, the dashboard in headless Chromium, operations on
+//! many runs (retention, dead letters, bulk actions), fault scenarios with worker processes,
+//! and the API against its OpenAPI document.
 
 mod access;
 mod api;
 mod contract;
+mod dashboard;
 mod faults;
 mod logs;
 mod operations;

@@ -62,6 +62,9 @@ pub(super) async fn server(args: ServerArgs, registry: Registry) -> Result<ExitC
     register(&store, &registry).await?;
     let shutdown = shutdown_on_signal();
     let listener = bind(&args).await?;
+    if let Ok(address) = listener.local_addr() {
+        say!("API: http://{address}/v1/runs, dashboard: http://{address}/ (stop with Ctrl-C)");
+    }
     // The API process starts scheduled runs too, so schedules keep their ticks while no
     // worker runs; the runs wait for a worker like any other.
     let scheduler = tokio::spawn(

@@ -53,9 +53,20 @@ struct ErrorBody<'a> {
     request_id: Option<String>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message, problems, request_id) = match &self {
+/// An error as the client sees it.
+pub(crate) struct Described<'a> {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'a str,
+    pub(crate) message: String,
+    pub(crate) problems: Option<&'a [SpecProblem]>,
+    pub(crate) request_id: Option<String>,
+}
+
+impl ApiError {
+    /// Returns the status and the message for the client, and logs a server fault in full
+    /// under a new request id.
+    pub(crate) fn describe(&self) -> Described<'_> {
+        let (status, code, message, problems, request_id) = match self {
             ApiError::BadRequest(message) => (
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -63,25 +74,13 @@ impl IntoResponse for ApiError {
                 None,
                 None,
             ),
-            ApiError::Unauthorized(message) => {
-                let mut response = (
-                    StatusCode::UNAUTHORIZED,
-                    Json(Body {
-                        error: ErrorBody {
-                            code: "unauthorized",
-                            message: message.clone(),
-                            problems: None,
-                            request_id: None,
-                        },
-                    }),
-                )
-                    .into_response();
-                response.headers_mut().insert(
-                    axum::http::header::WWW_AUTHENTICATE,
-                    axum::http::HeaderValue::from_static("Bearer realm=\"caraml\""),
-                );
-                return response;
-            }
+            ApiError::Unauthorized(message) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                message.clone(),
+                None,
+                None,
+            ),
             ApiError::Forbidden(message) => (
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -164,15 +163,36 @@ impl IntoResponse for ApiError {
                 )
             }
         };
+        Described {
+            status,
+            code,
+            message,
+            problems,
+            request_id,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let described = self.describe();
+        let challenge = described.status == StatusCode::UNAUTHORIZED;
         let body = Body {
             error: ErrorBody {
-                code,
-                message,
-                problems,
-                request_id,
+                code: described.code,
+                message: described.message,
+                problems: described.problems,
+                request_id: described.request_id,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (described.status, Json(body)).into_response();
+        if challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"caraml\""),
+            );
+        }
+        response
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use error::ApiError;
+pub(crate) use extract::{QueryParams, RunId, quoted};
 
 /// Default largest request body: 8 MiB, room for a 50,000-task spec.
 pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -44,14 +45,25 @@ pub(crate) fn body_limit() -> usize {
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) store: Store,
+    pub(crate) dashboard: crate::dashboard::Settings,
 }
 
-/// Builds the API's router.
+/// Builds the API's router, with the dashboard at `/`.
 pub fn router(store: Store, body_limit: usize) -> Router {
+    router_with_shutdown(store, body_limit, CancellationToken::new())
+}
+
+/// Builds the API's router; `shutdown` ends the dashboard's open event streams, which
+/// would otherwise hold a graceful shutdown open.
+fn router_with_shutdown(store: Store, body_limit: usize, shutdown: CancellationToken) -> Router {
     BODY_LIMIT.store(body_limit, Ordering::Relaxed);
-    let state = AppState { store };
+    let state = AppState {
+        store,
+        dashboard: crate::dashboard::Settings::new(shutdown),
+    };
     routes::table()
         .into_router()
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -65,7 +77,8 @@ pub async fn serve(
     body_limit: usize,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store, body_limit))
+    let router = router_with_shutdown(store, body_limit, shutdown.clone());
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
@@ -138,7 +151,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
-        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers, services, schedules, dead-letters)",
+        "no endpoint at {}; the API lives under /v1 (runs, workflows, workers, services, schedules, dead-letters) and the dashboard at /",
         uri.path()
     ))
 }

@@ -24,6 +24,7 @@ mod lease;
 mod logs;
 #[cfg(test)]
 mod plans;
+mod progress;
 mod query;
 mod retention;
 mod schedules;
@@ -48,6 +49,7 @@ pub(crate) use eager::{LocalWorker, Registration};
 pub(crate) use lease::LeaseState;
 pub use logs::{LogFilter, LogLine, LogPage, MAX_LOG_PAGE};
 pub(crate) use logs::{LogLevel, NewLogLine};
+pub use progress::{MAX_ERROR_CHARS, OutputPreview, RunProgress, TaskProgress};
 pub use query::{
     ChildView, EventView, MAX_PAGE, RUN_STATUSES, RunCounts, RunFilter, RunPage, RunView, TaskView,
     WorkflowView,

@@ -105,7 +105,8 @@ pub struct WorkflowView {
 }
 
 /// Filter for listing runs. Pages go from newest to oldest, and `before` is the
-/// `next_cursor` of the previous page.
+/// `next_cursor` of the previous page. `created_since` is inclusive and `created_until`
+/// exclusive.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     /// Every API caller lists one project; `None` lists all projects.
@@ -400,7 +401,7 @@ fn run_conditions(filter: &RunFilter) -> (String, (Option<Uuid>, Option<Uuid>)) 
 
 /// Returns the smallest UUIDv7 of the millisecond `time`: every run created at or after
 /// `time` has an id at least this large.
-fn first_id_at(time: DateTime<Utc>) -> Uuid {
+pub(crate) fn first_id_at(time: DateTime<Utc>) -> Uuid {
     let millis = time.timestamp_millis().clamp(0, (1 << 48) - 1) as u64;
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);

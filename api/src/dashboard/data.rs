@@ -1,0 +1,205 @@
+//! Every store call of the dashboard, each scoped to the caller's project: lists filter by
+//! it, a run of another project reads as missing, and changes need the editor role.
+
+use caraml_engine::{
+    BulkFilter, BulkOutcome, DeadLetterFilter, DeadLetterPage, Delivered, EventView, OutputPreview,
+    RunFilter, RunPage, RunProgress, RunView, ScheduleView, ServiceView, Store, TaskProgress,
+    WorkerRecord,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::http::ApiError;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// Fails with the not-found error of a missing run when `id` belongs to another project.
+async fn own_run(store: &Store, caller: &Caller, id: Uuid) -> Result<()> {
+    if store.run_project(id).await? != caller.project {
+        return Err(caraml_engine::Error::run_not_found(id).into());
+    }
+    Ok(())
+}
+
+fn scoped(caller: &Caller, mut filter: RunFilter) -> RunFilter {
+    filter.project = Some(caller.project.clone());
+    filter
+}
+
+pub(super) async fn runs(store: &Store, caller: &Caller, filter: RunFilter) -> Result<RunPage> {
+    Ok(store.list_runs(&scoped(caller, filter)).await?)
+}
+
+pub(super) async fn status_counts(
+    store: &Store,
+    caller: &Caller,
+    filter: RunFilter,
+) -> Result<Vec<(String, i64)>> {
+    Ok(store.count_runs_by_status(&scoped(caller, filter)).await?)
+}
+
+pub(super) async fn run(store: &Store, caller: &Caller, id: Uuid) -> Result<RunView> {
+    own_run(store, caller, id).await?;
+    Ok(store.get_run(id).await?)
+}
+
+pub(super) async fn recent_events(
+    store: &Store,
+    caller: &Caller,
+    id: Uuid,
+    limit: u32,
+) -> Result<Vec<EventView>> {
+    own_run(store, caller, id).await?;
+    Ok(store.recent_events(id, limit).await?)
+}
+
+pub(super) async fn run_progress(store: &Store, caller: &Caller, id: Uuid) -> Result<RunProgress> {
+    own_run(store, caller, id).await?;
+    Ok(store.run_progress(id).await?)
+}
+
+pub(super) async fn task_progress(
+    store: &Store,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Vec<TaskProgress>> {
+    own_run(store, caller, id).await?;
+    Ok(store.task_progress(id).await?)
+}
+
+pub(super) async fn output_previews(
+    store: &Store,
+    caller: &Caller,
+    id: Uuid,
+    indexes: &[i32],
+    max_chars: i32,
+) -> Result<Vec<OutputPreview>> {
+    own_run(store, caller, id).await?;
+    Ok(store.output_previews(id, indexes, max_chars).await?)
+}
+
+pub(super) async fn task_output(
+    store: &Store,
+    caller: &Caller,
+    id: Uuid,
+    task: &str,
+) -> Result<Option<Value>> {
+    own_run(store, caller, id).await?;
+    Ok(store.task_output(id, task).await?)
+}
+
+pub(super) async fn cancel_run(store: &Store, caller: &Caller, id: Uuid) -> Result<String> {
+    own_run(store, caller, id).await?;
+    caller.require_editor("cancelling a run")?;
+    Ok(store.cancel_run(id).await?)
+}
+
+pub(super) async fn retry_run(store: &Store, caller: &Caller, id: Uuid) -> Result<String> {
+    own_run(store, caller, id).await?;
+    caller.require_editor("retrying a run")?;
+    Ok(store.retry_run(id).await?)
+}
+
+pub(super) async fn send_signal(
+    store: &Store,
+    caller: &Caller,
+    id: Uuid,
+    name: &str,
+    payload: Value,
+) -> Result<Delivered> {
+    own_run(store, caller, id).await?;
+    caller.require_editor("sending a signal")?;
+    Ok(store.send_signal(id, name, payload).await?)
+}
+
+pub(super) async fn bulk_retry(
+    store: &Store,
+    caller: &Caller,
+    filter: &BulkFilter,
+) -> Result<BulkOutcome> {
+    caller.require_editor("retrying runs")?;
+    let filter = BulkFilter {
+        project: Some(caller.project.clone()),
+        ..filter.clone()
+    };
+    Ok(store.bulk_retry(&filter).await?)
+}
+
+pub(super) async fn bulk_cancel(
+    store: &Store,
+    caller: &Caller,
+    filter: &BulkFilter,
+) -> Result<BulkOutcome> {
+    caller.require_editor("cancelling runs")?;
+    let filter = BulkFilter {
+        project: Some(caller.project.clone()),
+        ..filter.clone()
+    };
+    Ok(store.bulk_cancel(&filter).await?)
+}
+
+/// Workers serve every project, so every caller sees all of them.
+pub(super) async fn workers(store: &Store, _caller: &Caller) -> Result<Vec<WorkerRecord>> {
+    Ok(store.list_workers().await?)
+}
+
+pub(super) async fn services(store: &Store, caller: &Caller) -> Result<Vec<ServiceView>> {
+    Ok(store.list_services(&caller.project).await?)
+}
+
+pub(super) async fn restart_service(
+    store: &Store,
+    caller: &Caller,
+    name: &str,
+) -> Result<ServiceView> {
+    store.get_service(&caller.project, name).await?;
+    caller.require_editor("restarting a service")?;
+    Ok(store.restart_service(&caller.project, name).await?)
+}
+
+pub(super) async fn stop_service(
+    store: &Store,
+    caller: &Caller,
+    name: &str,
+) -> Result<ServiceView> {
+    store.get_service(&caller.project, name).await?;
+    caller.require_editor("stopping a service")?;
+    Ok(store.stop_service(&caller.project, name).await?)
+}
+
+pub(super) async fn schedules(store: &Store, caller: &Caller) -> Result<Vec<ScheduleView>> {
+    Ok(store.list_schedules(&caller.project).await?)
+}
+
+pub(super) async fn pause_schedule(
+    store: &Store,
+    caller: &Caller,
+    name: &str,
+) -> Result<ScheduleView> {
+    store.get_schedule(&caller.project, name).await?;
+    caller.require_editor("pausing a schedule")?;
+    Ok(store.pause_schedule(&caller.project, name).await?)
+}
+
+pub(super) async fn resume_schedule(
+    store: &Store,
+    caller: &Caller,
+    name: &str,
+) -> Result<ScheduleView> {
+    store.get_schedule(&caller.project, name).await?;
+    caller.require_editor("resuming a schedule")?;
+    Ok(store.resume_schedule(&caller.project, name).await?)
+}
+
+pub(super) async fn dead_letters(
+    store: &Store,
+    caller: &Caller,
+    filter: &DeadLetterFilter,
+) -> Result<DeadLetterPage> {
+    let filter = DeadLetterFilter {
+        project: Some(caller.project.clone()),
+        ..filter.clone()
+    };
+    Ok(store.list_dead_letters(&filter).await?)
+}
