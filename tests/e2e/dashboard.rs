@@ -3,7 +3,7 @@
 //! Guarantees checked here:
 //! - pages without a session cookie redirect to the login form, and every page carries a
 //!   Content-Security-Policy without inline scripts;
-//! - form posts without the session's CSRF token, or from another origin, are refused;
+//! - form posts without the session's CSRF token, or from another origin, are rejected;
 //! - in Chromium (tests/browser/dashboard.test.mjs), logging in through the form works,
 //!   and a run page turns its DAG nodes green from live updates without reloading;
 //! - the cancel and retry buttons work, and a viewer sees no change buttons;
@@ -277,7 +277,7 @@ async fn login_sets_an_http_only_cookie() {
     assert_eq!(
         foreign.status(),
         StatusCode::FORBIDDEN,
-        "a login posted from another origin is refused"
+        "a login posted from another origin is rejected"
     );
 }
 
@@ -307,20 +307,20 @@ async fn change_posts_need_csrf_token() {
     assert_eq!(
         response.status(),
         StatusCode::FORBIDDEN,
-        "a post without a CSRF token is refused"
+        "a post without a CSRF token is rejected"
     );
     let response = post("csrf=00").await.expect("cancel sent");
     assert_eq!(
         response.status(),
         StatusCode::FORBIDDEN,
-        "a post with a wrong CSRF token is refused"
+        "a post with a wrong CSRF token is rejected"
     );
     let run = server
         .store
         .run_summary(id.parse().expect("id"))
         .await
         .expect("run");
-    assert_eq!(run.status, "running", "no refused post changed the run");
+    assert_eq!(run.status, "running", "no rejected post changed the run");
 
     // The page's own forms carry the token that the server accepts.
     let page = server
