@@ -227,20 +227,20 @@ test("viewer token shows no change buttons", async () => {
     await page.goto(base + "/dead-letters");
     assert.equal(await page.locator("form[action$='/retry']").count(), 0, "no retry buttons for a viewer");
 
-    // The handlers check the role again: a post with a valid CSRF token is still refused.
+    // The handlers check the role again: a post with a valid CSRF token is still rejected.
     const csrf = await page.getAttribute("header form.logout input[name=csrf]", "value");
-    const refused = await context.request.post(`${base}/runs/${runs.cancel}/retry`, {
+    const rejected = await context.request.post(`${base}/runs/${runs.cancel}/retry`, {
       form: { csrf },
       maxRedirects: 0,
     });
-    assert.equal(refused.status(), 403, "a viewer's retry is refused");
-    assert.match(await refused.text(), /viewer role/);
+    assert.equal(rejected.status(), 403, "a viewer's retry is rejected");
+    assert.match(await rejected.text(), /viewer role/);
   } finally {
     await context.close();
   }
 });
 
-test("posts without the CSRF token or from another origin are refused", async () => {
+test("posts without the CSRF token or from another origin are rejected", async () => {
   const { context, page } = await newPage();
   try {
     await logIn(page, adminToken, `/runs/${runs.retry}`);
@@ -248,7 +248,7 @@ test("posts without the CSRF token or from another origin are refused", async ()
       form: { csrf: "0".repeat(64) },
       maxRedirects: 0,
     });
-    assert.equal(missing.status(), 403, "a wrong CSRF token is refused");
+    assert.equal(missing.status(), 403, "a wrong CSRF token is rejected");
     assert.match(await missing.text(), /CSRF/);
 
     const csrf = await page.getAttribute("header form.logout input[name=csrf]", "value");
@@ -257,7 +257,7 @@ test("posts without the CSRF token or from another origin are refused", async ()
       headers: { origin: "http://attacker.invalid" },
       maxRedirects: 0,
     });
-    assert.equal(foreign.status(), 403, "a post from another origin is refused");
+    assert.equal(foreign.status(), 403, "a post from another origin is rejected");
     assert.equal(await runStatus(page), "succeeded", "neither post changed the run");
   } finally {
     await context.close();

@@ -3,7 +3,7 @@
 //! Guarantees checked here:
 //! - pages without a session cookie redirect to the login form, and every page carries a
 //!   Content-Security-Policy without inline scripts;
-//! - form posts without the session's CSRF token, or from another origin, are refused;
+//! - form posts without the session's CSRF token, or from another origin, are rejected;
 //! - in Chromium (tests/browser/dashboard.test.mjs), logging in through the form works,
 //!   and a run page turns its DAG nodes green from live updates without reloading;
 //! - the cancel and retry buttons work, and a viewer sees no change buttons;
@@ -277,7 +277,7 @@ async fn login_sets_an_http_only_cookie() {
     assert_eq!(
         foreign.status(),
         StatusCode::FORBIDDEN,
-        "a login posted from another origin is refused"
+        "a login posted from another origin is rejected"
     );
 }
 
@@ -307,20 +307,20 @@ async fn change_posts_need_csrf_token() {
     assert_eq!(
         response.status(),
         StatusCode::FORBIDDEN,
-        "a post without a CSRF token is refused"
+        "a post without a CSRF token is rejected"
     );
     let response = post("csrf=00").await.expect("cancel sent");
     assert_eq!(
         response.status(),
         StatusCode::FORBIDDEN,
-        "a post with a wrong CSRF token is refused"
+        "a post with a wrong CSRF token is rejected"
     );
     let run = server
         .store
         .run_summary(id.parse().expect("id"))
         .await
         .expect("run");
-    assert_eq!(run.status, "running", "no refused post changed the run");
+    assert_eq!(run.status, "running", "no rejected post changed the run");
 
     // The page's own forms carry the token that the server accepts.
     let page = server
@@ -329,12 +329,7 @@ async fn change_posts_need_csrf_token() {
         .text()
         .await
         .expect("page");
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the page has a CSRF field")
-        .to_owned();
+    let csrf = csrf_of(&page);
     let response = server
         .client
         .post(format!("{}/runs/{id}/cancel", server.base))
@@ -350,6 +345,105 @@ async fn change_posts_need_csrf_token() {
         "the form's post is accepted"
     );
     server.wait_status(&id, "cancelled").await;
+}
+
+/// Returns the CSRF token of the forms on a page.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has a CSRF field")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn runs_list_pages_filters_and_bulk_cancels() {
+    let server = DashboardServer::start().await;
+    let held = json!({"name": "held", "tasks": [
+        {"name": "gate", "kind": "approval", "input": {"timeout_seconds": 300}}
+    ]});
+    let quick = json!({"name": "quick", "tasks": [{"name": "nap", "kind": "sleep"}]});
+    let mut held_ids = Vec::new();
+    for _ in 0..3 {
+        held_ids.push(server.submit(held.clone(), Value::Null).await);
+    }
+    for _ in 0..52 {
+        server.submit(quick.clone(), Value::Null).await;
+    }
+    for id in &held_ids {
+        server.wait_status(id, "running").await;
+    }
+
+    let rows = |page: &str| page.matches("<tr><td><span class=\"badge").count();
+    let first = server
+        .page("/runs", Some(ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .expect("runs page");
+    assert_eq!(rows(&first), 50, "the first page has 50 runs");
+    assert!(
+        first.contains("<span class=\"n\">55</span> all"),
+        "the counts cover every run"
+    );
+    let older = first
+        .split("class=\"older\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an older link")
+        .replace("&amp;", "&");
+    assert!(
+        older.contains("before="),
+        "the older link carries the cursor: {older}"
+    );
+    let second = server
+        .page(&older, Some(ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .expect("older page");
+    assert_eq!(rows(&second), 5, "the older page has the rest");
+    assert!(
+        !second.contains("class=\"older\""),
+        "the last page has no older link"
+    );
+
+    let filtered = server
+        .page("/runs?workflow=held&status=running", Some(ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .expect("filtered page");
+    assert_eq!(rows(&filtered), 3, "the filter selects the held runs");
+    let future = server
+        .page("/runs?from=2999-01-01T00:00", Some(ADMIN_TOKEN))
+        .await
+        .text()
+        .await
+        .expect("future page");
+    assert_eq!(rows(&future), 0, "no run was created after the range start");
+
+    let response = server
+        .client
+        .post(format!("{}/runs/bulk", server.base))
+        .header("cookie", format!("caraml_session={ADMIN_TOKEN}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&workflow=held&action=cancel",
+            csrf_of(&filtered)
+        ))
+        .send()
+        .await
+        .expect("bulk cancel sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome = response.text().await.expect("outcome page");
+    assert!(
+        outcome.contains("Cancelled 3 runs"),
+        "the outcome counts the runs"
+    );
+    for id in &held_ids {
+        server.wait_status(id, "cancelled").await;
+    }
 }
 
 #[tokio::test]

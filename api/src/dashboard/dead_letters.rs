@@ -8,9 +8,9 @@ use maud::html;
 use super::data;
 use super::format;
 use super::layout::{self, Section};
-use super::page::{self, PageError, PageResult};
+use super::page::{self, PageResult};
 use super::session::Session;
-use crate::http::{AppState, QueryParams};
+use crate::http::{ApiError, AppState, QueryParams};
 
 /// Dead letters per page.
 const PAGE_SIZE: u32 = 50;
@@ -19,19 +19,14 @@ const PAGE_SIZE: u32 = 50;
 pub(super) async fn list(
     State(state): State<AppState>,
     session: Session,
-    query: QueryParams,
+    query: Result<QueryParams, ApiError>,
 ) -> PageResult {
-    query
-        .allow_only("the dead-letters page", &["workflow", "cursor"])
-        .map_err(PageError::from)?;
-    let workflow = query
-        .text("workflow", "give a workflow name, or leave it out")
-        .map_err(PageError::from)?;
+    let query = query?;
+    query.allow_only("the dead-letters page", &["workflow", "cursor"])?;
+    let workflow = query.text("workflow", "give a workflow name, or leave it out")?;
     let filter = DeadLetterFilter {
         workflow: workflow.clone(),
-        cursor: query
-            .text("cursor", "give the cursor of the older page")
-            .map_err(PageError::from)?,
+        cursor: query.text("cursor", "give the cursor of the older page")?,
         limit: PAGE_SIZE,
         ..DeadLetterFilter::default()
     };

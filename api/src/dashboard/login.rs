@@ -47,10 +47,9 @@ fn login_form(next: &str, error: Option<&str>) -> Markup {
 }
 
 /// `GET /login`.
-pub(super) async fn show(query: QueryParams) -> PageResult {
-    query
-        .allow_only("the login page", &["next"])
-        .map_err(PageError::from)?;
+pub(super) async fn show(query: Result<QueryParams, ApiError>) -> PageResult {
+    let query = query?;
+    query.allow_only("the login page", &["next"])?;
     let next = query.text("next", "leave it out").unwrap_or(None);
     page::ok(login_form(local_path(next.as_deref()), None))
 }

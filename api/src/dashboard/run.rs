@@ -26,7 +26,7 @@ const EVENTS_SHOWN: u32 = 200;
 /// Task rows the table shows unless the request is for all of them.
 const TABLE_ROWS: usize = 300;
 
-/// Characters of the run's input the page shows before the "full" link.
+/// Characters of the run's input the page shows.
 const INPUT_CHARS: usize = 2000;
 
 /// Messages shown after an action, chosen by the `notice` query parameter. The page never
@@ -49,27 +49,21 @@ pub(super) async fn show(
     State(state): State<AppState>,
     session: Session,
     id: Result<RunId, ApiError>,
-    query: QueryParams,
+    query: Result<QueryParams, ApiError>,
 ) -> PageResult {
+    let query = query?;
     let id = run_id(id)?;
-    query
-        .allow_only("the run page", &["expand", "notice", "tasks"])
-        .map_err(PageError::from)?;
+    query.allow_only("the run page", &["expand", "notice", "tasks"])?;
     let expanded: HashSet<String> = query
         .text(
             "expand",
             "name a group to expand, or leave the parameter out",
-        )
-        .map_err(PageError::from)?
+        )?
         .map(|keys| keys.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
-    let all_tasks = query
-        .one_of("tasks", &["all"])
-        .map_err(PageError::from)?
-        .is_some();
+    let all_tasks = query.one_of("tasks", &["all"])?.is_some();
     let notice = query
-        .text("notice", "leave the parameter out")
-        .map_err(PageError::from)?
+        .text("notice", "leave the parameter out")?
         .and_then(|code| {
             NOTICES
                 .iter()
@@ -357,16 +351,12 @@ pub(super) async fn output(
     State(state): State<AppState>,
     session: Session,
     id: Result<RunId, ApiError>,
-    query: QueryParams,
+    query: Result<QueryParams, ApiError>,
 ) -> PageResult {
+    let query = query?;
     let id = run_id(id)?;
-    query
-        .allow_only("the task output", &["task"])
-        .map_err(PageError::from)?;
-    let Some(task) = query
-        .text("task", "name the task whose output to show")
-        .map_err(PageError::from)?
-    else {
+    query.allow_only("the task output", &["task"])?;
+    let Some(task) = query.text("task", "name the task whose output to show")? else {
         return Err(PageError::from(ApiError::BadRequest(
             "task is missing; name the task whose output to show, as in ?task=report".to_owned(),
         )));

@@ -117,18 +117,15 @@ fn optional_time(
 pub(super) async fn list(
     State(state): State<AppState>,
     session: Session,
-    query: QueryParams,
+    query: Result<QueryParams, ApiError>,
 ) -> PageResult {
-    query
-        .allow_only(
-            "the runs page",
-            &["status", "workflow", "from", "to", "before"],
-        )
-        .map_err(PageError::from)?;
+    let query = query?;
+    query.allow_only(
+        "the runs page",
+        &["status", "workflow", "from", "to", "before"],
+    )?;
     let filter = ListFilter::from_query(&query)?;
-    let before = query
-        .run_id("before", "the cursor of the older page")
-        .map_err(PageError::from)?;
+    let before = query.run_id("before", "the cursor of the older page")?;
     let live = live_section(&state, &session, &filter, before).await?;
     let content = html! {
         h1 { "Runs" }
@@ -148,11 +145,10 @@ pub(super) async fn list(
 pub(super) async fn table(
     State(state): State<AppState>,
     session: Session,
-    query: QueryParams,
+    query: Result<QueryParams, ApiError>,
 ) -> PageResult {
-    query
-        .allow_only("the runs table", &["status", "workflow", "from", "to"])
-        .map_err(PageError::from)?;
+    let query = query?;
+    query.allow_only("the runs table", &["status", "workflow", "from", "to"])?;
     let filter = ListFilter::from_query(&query)?;
     let live = live_section(&state, &session, &filter, None).await?;
     Ok(page::render(live).into_response())
