@@ -25,9 +25,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-const ADMIN_TOKEN: &str = "dashboard-admin";
-const VIEWER_TOKEN: &str = "viewer";
-
 /// HTML that must stay text wherever the dashboard shows it.
 const INJECTED_HTML: &str =
     "<script>window.__injected=1</script><img src=x onerror=\"window.__injected=2\">";
@@ -82,6 +79,9 @@ struct DashboardServer {
     base: String,
     store: Store,
     client: reqwest::Client,
+    /// Admin and viewer tokens of the project `default`.
+    admin: String,
+    viewer: String,
     shutdown: CancellationToken,
 }
 
@@ -115,9 +115,13 @@ impl DashboardServer {
             caraml::api::http::DEFAULT_BODY_LIMIT,
             shutdown.clone(),
         ));
+        let admin = super::token(&db.store, "default", caraml::api::auth::Role::Admin).await;
+        let viewer = super::token(&db.store, "default", caraml::api::auth::Role::Viewer).await;
         Self {
             base: format!("http://{address}"),
             store: db.store,
+            admin,
+            viewer,
             client: reqwest::Client::builder()
                 .redirect(Policy::none())
                 .build()
@@ -130,7 +134,7 @@ impl DashboardServer {
         let response = self
             .client
             .post(format!("{}/v1/runs", self.base))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(&self.admin)
             .json(&json!({"spec": spec, "input": input}))
             .send()
             .await
@@ -225,7 +229,7 @@ async fn pages_require_a_session() {
     );
 
     for path in ["/", "/workers", "/services", "/schedules", "/dead-letters"] {
-        let response = server.page(path, Some(ADMIN_TOKEN)).await;
+        let response = server.page(path, Some(&server.admin)).await;
         assert_eq!(response.status(), StatusCode::OK, "{path} with a session");
     }
 }
@@ -237,7 +241,18 @@ async fn login_sets_an_http_only_cookie() {
         .client
         .post(format!("{}/login", server.base))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=abc%3Bdef&next=%2Fworkers")
+        .body("token=cml_0000&next=%2Fworkers")
+        .send()
+        .await
+        .expect("login sent");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "a wrong token");
+    assert!(response.headers().get("set-cookie").is_none());
+
+    let response = server
+        .client
+        .post(format!("{}/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}&next=%2Fworkers", server.admin))
         .send()
         .await
         .expect("login sent");
@@ -257,7 +272,7 @@ async fn login_sets_an_http_only_cookie() {
         .unwrap_or_default()
         .to_owned();
     for part in [
-        "caraml_session=abc%3Bdef",
+        format!("caraml_session={}", server.admin).as_str(),
         "HttpOnly",
         "SameSite=Strict",
         "Path=/",
@@ -298,7 +313,7 @@ async fn change_posts_need_csrf_token() {
         server
             .client
             .post(format!("{}/runs/{id}/cancel", server.base))
-            .header("cookie", format!("caraml_session={ADMIN_TOKEN}"))
+            .header("cookie", format!("caraml_session={}", server.admin))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -324,7 +339,7 @@ async fn change_posts_need_csrf_token() {
 
     // The page's own forms carry the token that the server accepts.
     let page = server
-        .page(&format!("/runs/{id}"), Some(ADMIN_TOKEN))
+        .page(&format!("/runs/{id}"), Some(&server.admin))
         .await
         .text()
         .await
@@ -333,7 +348,7 @@ async fn change_posts_need_csrf_token() {
     let response = server
         .client
         .post(format!("{}/runs/{id}/cancel", server.base))
-        .header("cookie", format!("caraml_session={ADMIN_TOKEN}"))
+        .header("cookie", format!("caraml_session={}", server.admin))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("csrf={csrf}"))
         .send()
@@ -376,7 +391,7 @@ async fn runs_list_pages_filters_and_bulk_cancels() {
 
     let rows = |page: &str| page.matches("<tr><td><span class=\"badge").count();
     let first = server
-        .page("/runs", Some(ADMIN_TOKEN))
+        .page("/runs", Some(&server.admin))
         .await
         .text()
         .await
@@ -397,7 +412,7 @@ async fn runs_list_pages_filters_and_bulk_cancels() {
         "the older link carries the cursor: {older}"
     );
     let second = server
-        .page(&older, Some(ADMIN_TOKEN))
+        .page(&older, Some(&server.admin))
         .await
         .text()
         .await
@@ -409,14 +424,14 @@ async fn runs_list_pages_filters_and_bulk_cancels() {
     );
 
     let filtered = server
-        .page("/runs?workflow=held&status=running", Some(ADMIN_TOKEN))
+        .page("/runs?workflow=held&status=running", Some(&server.admin))
         .await
         .text()
         .await
         .expect("filtered page");
     assert_eq!(rows(&filtered), 3, "the filter selects the held runs");
     let future = server
-        .page("/runs?from=2999-01-01T00:00", Some(ADMIN_TOKEN))
+        .page("/runs?from=2999-01-01T00:00", Some(&server.admin))
         .await
         .text()
         .await
@@ -426,7 +441,7 @@ async fn runs_list_pages_filters_and_bulk_cancels() {
     let response = server
         .client
         .post(format!("{}/runs/bulk", server.base))
-        .header("cookie", format!("caraml_session={ADMIN_TOKEN}"))
+        .header("cookie", format!("caraml_session={}", server.admin))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "csrf={}&workflow=held&action=cancel",
@@ -459,7 +474,7 @@ async fn live_stream_ends_after_final_state() {
         )
         .await;
     let mut response = server
-        .page(&format!("/runs/{id}/live"), Some(ADMIN_TOKEN))
+        .page(&format!("/runs/{id}/live"), Some(&server.admin))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
@@ -546,7 +561,7 @@ async fn large_run_page_collapses_groups() {
     server.wait_status(&id, "running").await;
 
     let page = server
-        .page(&format!("/runs/{id}"), Some(ADMIN_TOKEN))
+        .page(&format!("/runs/{id}"), Some(&server.admin))
         .await
         .text()
         .await
@@ -572,7 +587,7 @@ async fn large_run_page_collapses_groups() {
     );
 
     let expanded = server
-        .page(&format!("/runs/{id}?expand=L1:shard"), Some(ADMIN_TOKEN))
+        .page(&format!("/runs/{id}?expand=L1:shard"), Some(&server.admin))
         .await
         .text()
         .await
@@ -655,11 +670,13 @@ async fn dashboard_in_headless_chromium() {
     }
     let artifacts = root.join("target/browser-artifacts");
     std::fs::create_dir_all(&artifacts).expect("create target/browser-artifacts");
-    let screenshots = [
-        artifacts.join("run-page.png"),
-        root.join("docs/dashboard-run.png"),
-    ];
-    std::fs::create_dir_all(root.join("docs")).expect("create docs");
+    // The README's copy is refreshed only when asked for, so that a test run leaves the
+    // working tree clean.
+    let mut screenshots = vec![artifacts.join("run-page.png")];
+    if std::env::var_os("CARAML_UPDATE_SCREENSHOT").is_some() {
+        std::fs::create_dir_all(root.join("docs")).expect("create docs");
+        screenshots.push(root.join("docs/dashboard-run.png"));
+    }
 
     let server = DashboardServer::start().await;
     let live = server
@@ -719,8 +736,8 @@ async fn dashboard_in_headless_chromium() {
         .args(["--test", "--test-reporter=spec", "dashboard.test.mjs"])
         .current_dir(&browser_dir)
         .env("CARAML_URL", &server.base)
-        .env("CARAML_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("CARAML_VIEWER_TOKEN", VIEWER_TOKEN)
+        .env("CARAML_ADMIN_TOKEN", &server.admin)
+        .env("CARAML_VIEWER_TOKEN", &server.viewer)
         .env("CARAML_RUN_LIVE", &live)
         .env("CARAML_RUN_CANCEL", &cancel)
         .env("CARAML_RUN_RETRY", &retry)
@@ -750,4 +767,57 @@ async fn dashboard_in_headless_chromium() {
     for path in &screenshots {
         assert!(path.exists(), "the screenshot {} was saved", path.display());
     }
+}
+
+#[tokio::test]
+async fn run_page_shows_task_logs() {
+    let server = DashboardServer::start().await;
+    let id = server
+        .submit(
+            json!({"name": "logged", "tasks": [
+                {"name": "nap", "kind": "sleep", "input": {"seconds": 0.05}}
+            ]}),
+            Value::Null,
+        )
+        .await;
+    server.wait_status(&id, "succeeded").await;
+
+    let page = server
+        .page(&format!("/runs/{id}"), Some(&server.admin))
+        .await
+        .text()
+        .await
+        .expect("run page");
+    assert!(
+        page.contains("<h2>Logs</h2>"),
+        "the run page has a logs section"
+    );
+    assert!(
+        page.contains("nap#1"),
+        "the lines name task and attempt: {page}"
+    );
+
+    let logs = server
+        .page(
+            &format!("/runs/{id}/logs?task=nap&attempt=1"),
+            Some(&server.admin),
+        )
+        .await;
+    assert_eq!(logs.status(), StatusCode::OK);
+    let text = logs.text().await.expect("logs page");
+    assert!(text.contains("nap#1"), "{text}");
+
+    let other = super::token(&server.store, "other", caraml::api::auth::Role::Admin).await;
+    let hidden = server.page(&format!("/runs/{id}/logs"), Some(&other)).await;
+    assert_eq!(
+        hidden.status(),
+        StatusCode::NOT_FOUND,
+        "another project's run"
+    );
+    let hidden = server.page(&format!("/runs/{id}"), Some(&other)).await;
+    assert_eq!(
+        hidden.status(),
+        StatusCode::NOT_FOUND,
+        "another project's run"
+    );
 }

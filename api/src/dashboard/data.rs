@@ -2,9 +2,9 @@
 //! it, a run of another project reads as missing, and changes need the editor role.
 
 use caraml_engine::{
-    BulkFilter, BulkOutcome, DeadLetterFilter, DeadLetterPage, Delivered, EventView, OutputPreview,
-    RunFilter, RunPage, RunProgress, RunView, ScheduleView, ServiceView, Store, TaskProgress,
-    WorkerRecord,
+    BulkFilter, BulkOutcome, DeadLetterFilter, DeadLetterPage, Delivered, EventView, LogFilter,
+    LogPage, OutputPreview, RunFilter, RunPage, RunProgress, RunView, ScheduleView, ServiceView,
+    Store, TaskProgress, WorkerRecord,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -87,6 +87,16 @@ pub(super) async fn task_output(
 ) -> Result<Option<Value>> {
     own_run(store, caller, id).await?;
     Ok(store.task_output(id, task).await?)
+}
+
+pub(super) async fn run_logs(
+    store: &Store,
+    caller: &Caller,
+    id: Uuid,
+    filter: &LogFilter,
+) -> Result<LogPage> {
+    own_run(store, caller, id).await?;
+    Ok(store.run_logs(id, filter).await?)
 }
 
 pub(super) async fn cancel_run(store: &Store, caller: &Caller, id: Uuid) -> Result<String> {

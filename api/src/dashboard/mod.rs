@@ -15,6 +15,7 @@ mod gantt;
 mod layout;
 mod live;
 mod login;
+mod logs;
 mod page;
 mod run;
 mod runs;
@@ -77,6 +78,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/runs/{id}/live", get(run::live))
         .route("/runs/{id}/gantt", get(run::gantt))
         .route("/runs/{id}/output", get(run::output))
+        .route("/runs/{id}/logs", get(logs::show))
         .route("/runs/{id}/cancel", post(run::cancel))
         .route("/runs/{id}/retry", post(run::retry))
         .route("/runs/{id}/signal", post(run::signal))

@@ -17,11 +17,14 @@ use super::layout::{self, Section};
 use super::live::{self, OUTPUT_PREVIEW_CHARS};
 use super::page::{self, PageError, PageResult};
 use super::session::{Session, SessionForm};
-use super::{dag, data, gantt};
+use super::{dag, data, gantt, logs};
 use crate::http::{ApiError, AppState, QueryParams, RunId};
 
 /// Events the page shows, newest first.
 const EVENTS_SHOWN: u32 = 200;
+
+/// Log lines the page shows, the first ones stored; the logs page has the rest.
+const LOG_LINES_SHOWN: u32 = 200;
 
 /// Task rows the table shows unless the request is for all of them.
 const TABLE_ROWS: usize = 300;
@@ -73,6 +76,7 @@ pub(super) async fn show(
 
     let run = data::run(&state.store, &session.caller, id).await?;
     let events = data::recent_events(&state.store, &session.caller, id, EVENTS_SHOWN).await?;
+    let log = logs::first_lines(&state, &session, id, LOG_LINES_SHOWN).await?;
     let tasks = run.tasks.as_deref().unwrap_or_default();
     let now = Utc::now();
     let finished = live::is_finished(&run.status);
@@ -94,6 +98,13 @@ pub(super) async fn show(
             section {
                 h2 { "Tasks" }
                 (task_table(&run, tasks, all_tasks, now))
+            }
+            section #logs {
+                h2 { "Logs" }
+                (logs::lines_table(&log.lines))
+                @if log.next_after.is_some() {
+                    p { a href=(format!("/runs/{id}/logs")) { "All log lines" } }
+                }
             }
             section {
                 h2 { "Input" }
@@ -275,9 +286,7 @@ fn task_row(run: &RunView, index: usize, task: &TaskView, now: chrono::DateTime<
                 " "
                 a.full href=(format!("/runs/{}/output?{task_query}", run.id)) hidden[!output_cut] { "full" }
             }
-            // NOTE: the logs endpoint is served by the API under /v1; the link opens it
-            // with the browser's credentials, so it needs the API to accept the session.
-            td { a href=(format!("/v1/runs/{}/logs?{task_query}", run.id)) { "logs" } }
+            td { a href=(format!("/runs/{}/logs?{task_query}", run.id)) { "logs" } }
         }
     }
 }
