@@ -168,7 +168,6 @@ pub(crate) async fn list(
         limit: query
             .whole_number("limit", 1, MAX_PAGE)?
             .unwrap_or(DEFAULT_RUN_PAGE),
-        ..RunFilter::default()
     };
     Ok(Json(state.store.list_runs(&filter).await?))
 }
