@@ -1,4 +1,4 @@
-//! Task logs on the dashboard: the newest lines on the run page, and a page of a run's
+//! Task logs on the dashboard: the first lines stored on the run page, and a page of a run's
 //! lines, filtered by task and attempt, at `/runs/{id}/logs`.
 
 use axum::extract::State;
@@ -71,6 +71,7 @@ pub(super) async fn show(
         limit: PAGE_LINES,
     };
     let page = data::run_logs(&state.store, &session.caller, id, &filter).await?;
+
     let mut next = form_urlencoded::Serializer::new(String::new());
     next.append_pair("after", &page.next_after.unwrap_or_default().to_string());
     if let Some(task) = &filter.task {
@@ -80,6 +81,7 @@ pub(super) async fn show(
         next.append_pair("attempt", &attempt.to_string());
     }
     let next = next.finish();
+
     let content = html! {
         h1 { "Logs" }
         p.meta {
