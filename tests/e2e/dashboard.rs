@@ -33,8 +33,8 @@ const INJECTED_HTML: &str =
 /// about 15 s; the bound only stops a hung browser, with room for a loaded machine.
 const BROWSER_TEST_LIMIT: Duration = Duration::from_secs(180);
 
-/// `test.echo`: returns its input's `value`, or fails permanently with it as the error
-/// when `fail` is set.
+/// `test.echo`: logs its input's `value` and returns it, or fails permanently with it as
+/// the error when `fail` is set.
 struct Echo;
 
 #[derive(Deserialize)]
@@ -49,7 +49,8 @@ impl Task for Echo {
     type Output = Value;
     const KIND: &'static str = "test.echo";
 
-    async fn run(&self, _ctx: TaskContext, input: EchoInput) -> Result<Value, TaskError> {
+    async fn run(&self, ctx: TaskContext, input: EchoInput) -> Result<Value, TaskError> {
+        ctx.logger().info(&format!("echo {}", input.value));
         if input.fail {
             return Err(TaskError::permanent(input.value.to_string()));
         }
@@ -820,4 +821,51 @@ async fn run_page_shows_task_logs() {
         StatusCode::NOT_FOUND,
         "another project's run"
     );
+}
+
+#[tokio::test]
+async fn markup_in_names_and_logs_stays_text() {
+    let server = DashboardServer::start().await;
+
+    let response = server
+        .client
+        .post(format!("{}/v1/runs", server.base))
+        .bearer_auth(&server.admin)
+        .json(
+            &json!({"spec": {"name": "<script>alert(1)</script>", "tasks": [
+                {"name": "a", "kind": "sleep"}
+            ]}}),
+        )
+        .send()
+        .await
+        .expect("submit sent");
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("is invalid"), "the name is rejected: {body}");
+
+    let id = server
+        .submit(
+            json!({"name": "markup", "tasks": [
+                {"name": "echo_markup", "kind": "test.echo", "input": {"value": INJECTED_HTML}}
+            ]}),
+            json!({"note": INJECTED_HTML}),
+        )
+        .await;
+    server.wait_status(&id, "succeeded").await;
+    for path in [format!("/runs/{id}"), format!("/runs/{id}/logs")] {
+        let page = server
+            .page(&path, Some(&server.admin))
+            .await
+            .text()
+            .await
+            .expect("page");
+        assert!(
+            !page.contains("<script>window.__injected") && !page.contains("<img src=x"),
+            "{path} shows markup from the run as markup"
+        );
+        assert!(
+            page.contains("&lt;script&gt;window.__injected"),
+            "{path} shows the markup as text"
+        );
+    }
 }
