@@ -357,3 +357,43 @@ async fn invalid_retention_flag_is_rejected() {
     assert!(server.2.contains("`weekly`"), "{}", server.2);
     assert!(server.2.contains("CARAML_RETENTION"), "{}", server.2);
 }
+
+#[tokio::test]
+async fn service_runs_follow_their_service_only() {
+    let server = Server::start().await;
+    let service = json!({"name": "web", "spec": {"name": "web", "tasks": [
+        {"name": "serve", "kind": "http.serve", "input": {"body": "hi"}}
+    ]}});
+    let (status, created) = server.post("/v1/services", service).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let run = created["run_id"].as_str().expect("run id").to_owned();
+
+    let (status, answer) = server
+        .post(&format!("/v1/runs/{run}/cancel"), json!(null))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("caraml service stop web"), "{message}");
+
+    let (status, stopped) = server.post("/v1/services/web/stop", json!(null)).await;
+    assert_eq!(status, StatusCode::OK, "{stopped}");
+    wait_stopped(&server, &run).await;
+    let (status, answer) = server
+        .post(&format!("/v1/runs/{run}/retry"), json!(null))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    let (status, outcome) = server
+        .post("/v1/runs/bulk/retry", json!({"workflow": "web"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(
+        outcome["run_ids"],
+        json!([]),
+        "bulk retry leaves service runs alone"
+    );
+    let (_, after) = server.get(&format!("/v1/runs/{run}?tasks=false")).await;
+    assert_eq!(
+        after["status"], "cancelled",
+        "the stopped service's run stays stopped"
+    );
+}

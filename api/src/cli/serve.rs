@@ -184,7 +184,12 @@ pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, Str
             (cluster.url(), Some(cluster))
         }
     };
-    let result = up_with(&url, args, registry).await;
+    // The private cluster's port changes from start to start, so a token command could not
+    // reach it later: the first admin token is kept next to the cluster instead.
+    let token_file = cluster
+        .as_ref()
+        .map(|_| args.data_dir.join(ADMIN_TOKEN_FILE));
+    let result = up_with(&url, args, registry, token_file).await;
     // A cluster that another `caraml up` started keeps running for that process.
     if let Some(cluster) = cluster.filter(|cluster| cluster.started_here())
         && let Err(err) = cluster.stop().await
@@ -194,7 +199,15 @@ pub(super) async fn up(args: UpArgs, registry: Registry) -> Result<ExitCode, Str
     result
 }
 
-async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode, String> {
+/// File in the data directory that keeps the first admin token of a private cluster.
+const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+async fn up_with(
+    url: &str,
+    args: UpArgs,
+    registry: Registry,
+    token_file: Option<std::path::PathBuf>,
+) -> Result<ExitCode, String> {
     let store = connect(url).await?;
     register(&store, &registry).await?;
 
@@ -216,18 +229,46 @@ async fn up_with(url: &str, args: UpArgs, registry: Registry) -> Result<ExitCode
             .build()
             .run(shutdown.clone()),
     );
-    say!("Dashboard: http://{address}/  API: http://{address}/v1 (stop with Ctrl-C)");
+    let stop = if args.once {
+        "exits when the example ends"
+    } else {
+        "stop with Ctrl-C"
+    };
+    say!("Dashboard: http://{address}/  API: http://{address}/v1 ({stop})");
+    let server_url = format!("http://{address}");
+    if server_url != format!("http://{}", super::DEFAULT_LISTEN) {
+        say!("  export CARAML_SERVER={server_url}");
+    }
     match first_admin_token(&store).await? {
         Some(token) => {
             say!(
                 "Admin token of project `{DEFAULT_PROJECT}`, shown only now; log in to the dashboard with it, and give it to the CLI:"
             );
             say!("  export CARAML_TOKEN={token}");
+            if let Some(file) = &token_file {
+                match save_token(file, &token) {
+                    Ok(()) => say!(
+                        "  (also saved, readable by you alone, in {})",
+                        file.display()
+                    ),
+                    Err(err) => warn_line!(
+                        "warning: could not save the admin token in {}: {err}",
+                        file.display()
+                    ),
+                }
+            }
         }
-        None => say!(
-            "Log in with a token of project `{DEFAULT_PROJECT}`; create one with `DATABASE_URL={} caraml token create --project {DEFAULT_PROJECT} --role admin`",
-            redact(url)
-        ),
+        None => match token_file.filter(|file| file.exists()) {
+            Some(file) => say!(
+                "Log in with the admin token saved in {}: export CARAML_TOKEN=$(cat {})",
+                file.display(),
+                file.display()
+            ),
+            None => say!(
+                "Log in with a token of project `{DEFAULT_PROJECT}`; create one with `DATABASE_URL={} caraml token create --project {DEFAULT_PROJECT} --role admin`",
+                redact(url)
+            ),
+        },
     }
 
     let mut code = ExitCode::SUCCESS;
@@ -269,6 +310,20 @@ async fn first_admin_token(store: &Store) -> Result<Option<String>, String> {
     .await
     .map_err(|err| err.to_string())?;
     Ok(Some(created.token))
+}
+
+/// Writes the token to a file only its owner can read.
+fn save_token(file: &std::path::Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)?;
+    writeln!(out, "{token}")
 }
 
 async fn run_example(store: &Store, example: &str, args: &UpArgs) -> Result<ExitCode, String> {

@@ -102,6 +102,7 @@ pub(super) async fn run_logs(
 pub(super) async fn cancel_run(store: &Store, caller: &Caller, id: Uuid) -> Result<String> {
     own_run(store, caller, id).await?;
     caller.require_editor("cancelling a run")?;
+    store.check_not_service_run(id, "cancelled").await?;
     Ok(store.cancel_run(id).await?)
 }
 

@@ -24,8 +24,6 @@ mod services;
 mod session;
 mod workers;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
@@ -37,29 +35,21 @@ use crate::http::AppState;
 /// server's shutdown signal, which ends open event streams.
 #[derive(Clone)]
 pub(crate) struct Settings {
-    csrf_key: Arc<[u8; 32]>,
     shutdown: CancellationToken,
 }
 
+/// Key of the HMAC that derives a session's CSRF token from its API token. It is fixed, so
+/// that every API process and every restart accepts the same forms: the secret is the API
+/// token in the `HttpOnly` cookie, which another site can neither read nor guess.
+const CSRF_KEY: &[u8] = b"caraml dashboard csrf v1";
+
 impl Settings {
-    /// Creates settings with a random CSRF key.
-    ///
-    /// NOTE: the key lives in this process, so a restart invalidates open forms (a reload
-    /// fixes them), and several API processes behind one address reject each other's
-    /// forms unless the balancer keeps each browser on one process.
     pub(crate) fn new(shutdown: CancellationToken) -> Self {
-        let mut key = [0u8; 32];
-        // Version 4 UUIDs carry 122 bits from the operating system's random source.
-        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        Self {
-            csrf_key: Arc::new(key),
-            shutdown,
-        }
+        Self { shutdown }
     }
 
-    fn csrf_key(&self) -> &[u8] {
-        self.csrf_key.as_slice()
+    fn csrf_key(&self) -> &'static [u8] {
+        CSRF_KEY
     }
 
     fn shutdown(&self) -> CancellationToken {

@@ -216,6 +216,7 @@ pub(crate) async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     check_run(&state, &caller, id).await?;
     caller.require_editor("cancelling a run")?;
+    state.store.check_not_service_run(id, "cancelled").await?;
     let status = state.store.cancel_run(id).await?;
     Ok(Json(json!({"id": id, "status": status})))
 }

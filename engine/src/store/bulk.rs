@@ -20,6 +20,7 @@ const BULK_BATCH: usize = 100;
 
 /// Selects runs for a bulk action. Time ranges include `since` and exclude `until`. A filter
 /// that sets nothing must set `all`, so that acting on every run is always asked for by name.
+/// Runs of services are never selected, because their services control them.
 #[derive(Debug, Clone, Default)]
 pub struct BulkFilter {
     /// Every API caller acts on one project; `None` selects runs of all projects.
@@ -118,6 +119,8 @@ impl Store {
              WHERE status = ANY($1)
                AND ($2::text IS NULL OR workflow = $2)
                AND ($8::text IS NULL OR project = $8)
+               AND NOT EXISTS (SELECT 1 FROM services s
+                               WHERE runs.id IN (s.run_id, s.candidate_run_id, s.retiring_run_id))
                AND ($3::timestamptz IS NULL OR created_at >= $3)
                AND ($4::timestamptz IS NULL OR created_at < $4)
                AND ($5::timestamptz IS NULL OR finished_at >= $5)

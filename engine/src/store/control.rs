@@ -44,6 +44,7 @@ impl Store {
     /// Resumes a failed or cancelled run: its failed, cancelled and skipped tasks run again,
     /// each with a fresh set of attempts, and the tasks that succeeded keep their outputs.
     pub async fn retry_run(&self, run_id: Uuid) -> Result<String> {
+        self.check_not_service_run(run_id, "retried").await?;
         let acted = self.retry_batch(&[run_id]).await?.pop();
         match acted.map(|(_, acted)| acted) {
             Some(Acted::Changed {

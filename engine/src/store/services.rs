@@ -62,6 +62,29 @@ LEFT JOIN LATERAL (
 const MAX_DRAIN: Duration = Duration::from_secs(600);
 
 impl Store {
+    /// Returns the name of the service a run serves, is replacing or is draining for, if any.
+    pub async fn service_of_run(&self, run_id: Uuid) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT name FROM services
+             WHERE run_id = $1 OR candidate_run_id = $1 OR retiring_run_id = $1 LIMIT 1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(name,)| name))
+    }
+
+    /// Rejects retrying or cancelling a service's run by hand: its service controls it, and
+    /// a run retried behind a stopped service would serve with no way to stop it by name.
+    pub async fn check_not_service_run(&self, run_id: Uuid, action: &str) -> Result<()> {
+        match self.service_of_run(run_id).await? {
+            None => Ok(()),
+            Some(name) => Err(Error::Conflict(format!(
+                "run {run_id} belongs to service `{name}`, so it cannot be {action} on its own; use `caraml service restart {name}` or `caraml service stop {name}`"
+            ))),
+        }
+    }
+
     /// Lists the services of `project` by name.
     pub async fn list_services(&self, project: &str) -> Result<Vec<ServiceView>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
