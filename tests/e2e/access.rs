@@ -612,6 +612,33 @@ async fn token_commands_create_list_revoke() {
             ],
             "already passed",
         ),
+        (
+            vec![
+                "token",
+                "create",
+                "--project",
+                "team-b",
+                "--role",
+                "viewer",
+                "--expires-in",
+                "99999999999d",
+            ],
+            "up to 3650d",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "--project",
+                "team-b",
+                "--role",
+                "viewer",
+                "--name",
+                "a\nb",
+            ],
+            "token name",
+        ),
+        (vec!["token", "list", "--project", "BAD NAME"], "is invalid"),
         (vec!["token", "revoke", "nope"], "not a token id"),
         (
             vec!["token", "revoke", "01934a6e-7b1c-7d2e-8f90-123456789abc"],
@@ -623,4 +650,9 @@ async fn token_commands_create_list_revoke() {
         assert!(!ok, "{args:?} fails");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    let (projects,): (i64,) = sqlx::query_as("SELECT count(*) FROM projects WHERE name = 'team-b'")
+        .fetch_one(server.store.pool())
+        .await
+        .expect("count projects");
+    assert_eq!(projects, 0, "a rejected token leaves no project behind");
 }

@@ -92,6 +92,17 @@ pub fn check_project_name(project: &str) -> Result<(), TokenError> {
     )))
 }
 
+/// Checks a token's name: up to 200 characters without control characters.
+pub fn check_token_name(name: &str) -> Result<(), TokenError> {
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(TokenError::Invalid(format!(
+            "token name `{}` is invalid; use up to 200 characters without control characters",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
 /// Lists projects by name.
 pub async fn list_projects(pool: &PgPool) -> Result<Vec<(String, DateTime<Utc>)>, TokenError> {
     Ok(
@@ -109,12 +120,7 @@ pub async fn create_token(
     name: &str,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<NewToken, TokenError> {
-    if name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(TokenError::Invalid(format!(
-            "token name `{}` is not valid; use up to 200 characters without control characters",
-            name.escape_debug()
-        )));
-    }
+    check_token_name(name)?;
     if let Some(expiry) = expires_at
         && expiry <= Utc::now()
     {

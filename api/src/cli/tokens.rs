@@ -58,6 +58,7 @@ pub(super) async fn run(command: TokenCommand) -> Result<ExitCode, String> {
             database,
         } => {
             tokens::check_project_name(&project).map_err(|err| err.to_string())?;
+            tokens::check_token_name(&name).map_err(|err| err.to_string())?;
             let expires_at = expires_in
                 .as_deref()
                 .map(|text| expiry(text, Utc::now()))
@@ -85,6 +86,9 @@ pub(super) async fn run(command: TokenCommand) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::List { project, database } => {
+            if let Some(project) = &project {
+                tokens::check_project_name(project).map_err(|err| err.to_string())?;
+            }
             let store = connect(&require_url(&database)?).await?;
             let tokens = tokens::list_tokens(store.pool(), project.as_deref())
                 .await
@@ -116,9 +120,19 @@ pub(super) async fn run(command: TokenCommand) -> Result<ExitCode, String> {
     }
 }
 
+/// Longest `--expires-in`: ten years.
+const MAX_EXPIRY_SECONDS: u64 = 3650 * 24 * 3600;
+
 fn expiry(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let duration = caraml_engine::retention::parse_duration("--expires-in", text)
-        .map_err(|e| e.to_string())?;
+        .ok()
+        .filter(|duration| duration.as_secs() <= MAX_EXPIRY_SECONDS)
+        .ok_or_else(|| {
+            format!(
+                "--expires-in `{}` is not a valid duration; give whole numbers with a unit of s, m, h, d or w, up to 3650d, such as 90d",
+                text.escape_debug()
+            )
+        })?;
     if duration.is_zero() {
         return Err(format!(
             "--expires-in is `{}`, which has already passed; give a duration such as 30d",

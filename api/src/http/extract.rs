@@ -241,20 +241,22 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         check_json_content_type(request.headers().get(header::CONTENT_TYPE))?;
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(format!(
-                        "the request body is larger than the server's limit of {} bytes; send a smaller body or raise --body-limit-bytes",
-                        super::body_limit()
-                    ))
-                } else {
-                    ApiError::BadRequest(
-                        "the request body could not be read to its end; send the request again"
-                            .to_owned(),
-                    )
-                }
-            })?;
+            .map_err(body_rejection)?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Maps a failure to read a request body to the API's error shape.
+pub(crate) fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!(
+            "the request body is larger than the server's limit of {} bytes; send a smaller body or raise --body-limit-bytes",
+            super::body_limit()
+        ))
+    } else {
+        ApiError::BadRequest(
+            "the request body could not be read to its end; send the request again".to_owned(),
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::extract::{RunId, check_json_content_type, describe_json, quoted};
+use super::extract::{RunId, body_rejection, check_json_content_type, describe_json, quoted};
 use super::{ApiError, AppState, check_run};
 use crate::auth::Caller;
 
@@ -28,8 +28,9 @@ pub(crate) async fn send(
     caller: Caller,
     headers: axum::http::HeaderMap,
     path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Delivered>), ApiError> {
+    let body = body.map_err(body_rejection)?;
     let Path((id, name)) = path.map_err(|_| {
         ApiError::BadRequest(
             "the run id or signal name in the path is not valid UTF-8 once percent-decoded"
