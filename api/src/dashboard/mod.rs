@@ -82,6 +82,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dead-letters", get(dead_letters::list))
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", get(login::logout).post(login::logout_form))
+        // Browsers ask for an icon on every page; an empty answer keeps their consoles quiet.
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .route(layout::CSS_PATH, get(layout::stylesheet))
         .route(layout::JS_PATH, get(layout::script))
         .layer(middleware::from_fn(layout::security_headers))

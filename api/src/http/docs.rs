@@ -35,16 +35,26 @@ pre { background: #f4f5f8; padding: 0.6rem; overflow-x: auto; font-size: 0.85rem
 .auth { color: #5b6475; font-size: 0.9rem; }
 ";
 
-pub(crate) async fn serve_page() -> Result<Html<&'static str>, ApiError> {
+pub(crate) async fn serve_page() -> Result<impl axum::response::IntoResponse, ApiError> {
     static PAGE: OnceLock<String> = OnceLock::new();
-    if let Some(page) = PAGE.get() {
-        return Ok(Html(page.as_str()));
-    }
-    let document = serde_json::to_value(document()).map_err(|err| {
-        ApiError::Internal(format!("the OpenAPI document did not serialize: {err}"))
-    })?;
-    let page = PAGE.get_or_init(|| render(&document));
-    Ok(Html(page.as_str()))
+    let page = match PAGE.get() {
+        Some(page) => page,
+        None => {
+            let document = serde_json::to_value(document()).map_err(|err| {
+                ApiError::Internal(format!("the OpenAPI document did not serialize: {err}"))
+            })?;
+            PAGE.get_or_init(|| render(&document))
+        }
+    };
+    // The page has one inline style sheet and no script, and loads nothing else.
+    let headers = [
+        (
+            axum::http::header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    Ok((headers, Html(page.as_str())))
 }
 
 /// Renders an OpenAPI 3.1 document as an HTML page.
