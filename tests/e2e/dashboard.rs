@@ -869,3 +869,31 @@ async fn markup_in_names_and_logs_stays_text() {
         );
     }
 }
+
+#[tokio::test]
+async fn service_run_page_offers_no_run_buttons() {
+    let server = DashboardServer::start().await;
+    let response = server
+        .client
+        .post(format!("{}/v1/services", server.base))
+        .bearer_auth(&server.admin)
+        .json(&json!({"name": "web", "spec": {"name": "web", "tasks": [
+            {"name": "serve", "kind": "http.serve", "input": {"body": "hi"}}
+        ]}}))
+        .send()
+        .await
+        .expect("create service sent");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let service: Value = response.json().await.expect("service");
+    let run = service["run_id"].as_str().expect("run id").to_owned();
+
+    let page = server
+        .page(&format!("/runs/{run}"), Some(&server.admin))
+        .await
+        .text()
+        .await
+        .expect("run page");
+    assert!(page.contains("This run serves service"), "{page}");
+    assert!(!page.contains("id=\"cancel-run\""), "no cancel button");
+    assert!(!page.contains("id=\"retry-run\""), "no retry button");
+}

@@ -38,6 +38,7 @@ pub(super) async fn run(command: RunCommand) -> Result<ExitCode, String> {
             let id = submitted["id"].as_str().unwrap_or_default().to_owned();
             if !follow_run {
                 say!("{}", pretty(&submitted));
+                eprintln!("dashboard: {}/runs/{id}", api.base);
                 return Ok(ExitCode::SUCCESS);
             }
             say!("run {id} submitted");

@@ -77,6 +77,12 @@ pub(super) async fn show(
     let run = data::run(&state.store, &session.caller, id).await?;
     let events = data::recent_events(&state.store, &session.caller, id, EVENTS_SHOWN).await?;
     let log = logs::first_lines(&state, &session, id, LOG_LINES_SHOWN).await?;
+    // A service's runs follow their service, so the page offers no run buttons for them.
+    let service = state
+        .store
+        .service_of_run(id)
+        .await
+        .map_err(ApiError::from)?;
     let tasks = run.tasks.as_deref().unwrap_or_default();
     let now = Utc::now();
     let finished = live::is_finished(&run.status);
@@ -85,7 +91,14 @@ pub(super) async fn show(
             data-gantt=(format!("/runs/{id}/gantt")) data-status=(run.status) {
             (header_section(&run, now))
             @if let Some(notice) = notice { p.notice { (notice) } }
-            @if session.caller.can_change() { (actions(&session, &run)) }
+            @if let Some(service) = &service {
+                p.notice {
+                    "This run serves service " code { (service) } "; restart or stop it on the "
+                    a href="/services" { "Services" } " page."
+                }
+            } @else if session.caller.can_change() {
+                (actions(&session, &run))
+            }
             (relations(&run))
             section #dag-section {
                 h2 { "DAG" }

@@ -80,7 +80,7 @@ impl Store {
         match self.service_of_run(run_id).await? {
             None => Ok(()),
             Some(name) => Err(Error::Conflict(format!(
-                "run {run_id} belongs to service `{name}`, so it cannot be {action} on its own; use `caraml service restart {name}` or `caraml service stop {name}`"
+                "run {run_id} belongs to service `{name}`, so it cannot be {action} on its own; control it through the service: `caraml service restart {name}` starts it again, `caraml service stop {name}` stops it (or use the Services page of the dashboard)"
             ))),
         }
     }
