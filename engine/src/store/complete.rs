@@ -561,7 +561,7 @@ async fn apply_run_deltas(
         ),
         parents AS (
             UPDATE task_runs p
-            SET woken_at = now(),
+            SET woken_at = clock_timestamp(),
                 run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END
             FROM updated u JOIN runs child ON child.id = u.id
             WHERE u.status <> u.old_status AND u.status IN ('succeeded', 'failed')

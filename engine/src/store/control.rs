@@ -154,7 +154,7 @@ impl Store {
         sqlx::query(
             "WITH parent AS (
                 UPDATE task_runs p
-                SET woken_at = now(),
+                SET woken_at = clock_timestamp(),
                     run_at = CASE WHEN p.status = 'waiting' THEN now() ELSE p.run_at END
                 FROM runs child
                 WHERE child.id = ANY($1) AND p.run_id = child.parent_run_id

@@ -69,14 +69,19 @@ impl Store {
         .await?;
 
         // A running task may be about to wait for this very signal: marking it woken makes
-        // that wait resume at once instead of missing the delivery.
+        // that wait resume at once instead of missing the delivery. The mark is the clock
+        // time of this statement, not of this transaction's start, so that it is later than
+        // the start of an attempt claimed while this transaction was open. Tasks not yet
+        // running are locked here until the signal commits, so a worker claims them only
+        // once they can see it.
         let (woke_tasks,): (i64,) = sqlx::query_as(
             "WITH woken AS (
                 UPDATE task_runs
-                SET woken_at = now(),
+                SET woken_at = clock_timestamp(),
                     run_at = CASE WHEN status = 'waiting' THEN now() ELSE run_at END
                 WHERE run_id = $1
-                  AND (status = 'running' OR (status = 'waiting' AND $2 = ANY (waiting_for)))
+                  AND (status IN ('blocked', 'ready', 'running')
+                       OR (status = 'waiting' AND $2 = ANY (waiting_for)))
                 RETURNING idx, status, queue
             ),
             events AS (
