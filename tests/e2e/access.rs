@@ -639,6 +639,10 @@ async fn token_commands_create_list_revoke() {
             "token name",
         ),
         (vec!["token", "list", "--project", "BAD NAME"], "is invalid"),
+        (
+            vec!["token", "list", "--project", "nosuch"],
+            "project `nosuch` not found",
+        ),
         (vec!["token", "revoke", "nope"], "not a token id"),
         (
             vec!["token", "revoke", "01934a6e-7b1c-7d2e-8f90-123456789abc"],
@@ -655,4 +659,19 @@ async fn token_commands_create_list_revoke() {
         .await
         .expect("count projects");
     assert_eq!(projects, 0, "a rejected token leaves no project behind");
+}
+
+#[tokio::test]
+async fn run_time_ranges_must_be_ordered() {
+    let server = Server::start().await;
+    let range = "from=2026-12-05T10:00:00Z&to=2026-12-05T09:00:00Z";
+    for path in [
+        format!("/v1/runs?{range}"),
+        format!("/v1/runs/counts?{range}"),
+    ] {
+        let (status, answer) = call(&server, &server.token, Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("is not before to"), "{message}");
+    }
 }

@@ -97,9 +97,19 @@ pub(super) async fn run(command: TokenCommand) -> Result<ExitCode, String> {
                 say!("{}", describe(token, Utc::now()));
             }
             if tokens.is_empty() {
-                eprintln!(
-                    "no tokens; create one with `caraml token create --project NAME --role admin`"
-                );
+                let known = tokens::list_projects(store.pool())
+                    .await
+                    .map_err(|err| err.to_string())?;
+                match &project {
+                    Some(name) if !known.iter().any(|(known, _)| known == name) => {
+                        return Err(format!(
+                            "project `{name}` not found; `caraml token create --project {name} --role admin` creates it with its first token"
+                        ));
+                    }
+                    _ => eprintln!(
+                        "no tokens; create one with `caraml token create --project NAME --role admin`"
+                    ),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -257,6 +257,7 @@ impl Store {
     /// fall back to a generic plan that no longer uses the index of the filter given.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<RunPage> {
         check_status(filter.status.as_deref())?;
+        check_range(filter)?;
         let limit = filter.limit.clamp(1, MAX_PAGE);
         let (sql, bounds) = run_conditions(filter);
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs {sql} ORDER BY id DESC LIMIT $7");
@@ -282,6 +283,7 @@ impl Store {
     /// Counts the runs a filter selects, per status; the filter's status, cursor and limit
     /// are ignored.
     pub async fn count_runs(&self, filter: &RunFilter) -> Result<RunCounts> {
+        check_range(filter)?;
         let filter = RunFilter {
             status: None,
             before: None,
@@ -351,6 +353,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+fn check_range(filter: &RunFilter) -> Result<()> {
+    if let (Some(from), Some(to)) = (filter.from, filter.to)
+        && from >= to
+    {
+        return Err(Error::InvalidInput(format!(
+            "from ({from}) is not before to ({to}); give a time range that starts before it ends"
+        )));
+    }
+    Ok(())
 }
 
 fn check_status(status: Option<&str>) -> Result<()> {
