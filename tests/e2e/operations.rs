@@ -391,6 +391,13 @@ async fn service_runs_follow_their_service_only() {
         json!([]),
         "bulk retry leaves service runs alone"
     );
+    assert_eq!(
+        outcome["skipped"][0]["id"],
+        json!(run),
+        "and says so: {outcome}"
+    );
+    let reason = outcome["skipped"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("belongs to service `web`"), "{reason}");
     let (_, after) = server.get(&format!("/v1/runs/{run}?tasks=false")).await;
     assert_eq!(
         after["status"], "cancelled",

@@ -20,7 +20,8 @@ const BULK_BATCH: usize = 100;
 
 /// Selects runs for a bulk action. Time ranges include `since` and exclude `until`. A filter
 /// that sets nothing must set `all`, so that acting on every run is always asked for by name.
-/// Runs of services are never selected, because their services control them.
+/// Runs of services are selected but left alone, and listed as skipped, because their
+/// services control them.
 #[derive(Debug, Clone, Default)]
 pub struct BulkFilter {
     /// Every API caller acts on one project; `None` selects runs of all projects.
@@ -90,8 +91,9 @@ pub struct BulkOutcome {
     pub affected: usize,
     /// Ids of the runs the action changed, oldest first.
     pub run_ids: Vec<Uuid>,
-    /// Selected runs the action left alone, with the reason: their status changed after the
-    /// selection, or (for retry) some of their tasks are still stopping.
+    /// Selected runs the action left alone, with the reason: they belong to a service, their
+    /// status changed after the selection, or (for retry) some of their tasks are still
+    /// stopping.
     pub skipped: Vec<SkippedRun>,
     /// Whether more runs matched than `limit`; the rest are left for another call.
     pub truncated: bool,
@@ -114,13 +116,15 @@ impl Store {
 
     async fn bulk(&self, action: BulkAction, filter: &BulkFilter) -> Result<BulkOutcome> {
         let (statuses, limit) = check_filter(action, filter)?;
-        let mut run_ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM runs
+        let mut selected: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+            "SELECT id,
+                    (SELECT s.name FROM services s
+                     WHERE runs.id IN (s.run_id, s.candidate_run_id, s.retiring_run_id)
+                     LIMIT 1) AS service
+             FROM runs
              WHERE status = ANY($1)
                AND ($2::text IS NULL OR workflow = $2)
                AND ($8::text IS NULL OR project = $8)
-               AND NOT EXISTS (SELECT 1 FROM services s
-                               WHERE runs.id IN (s.run_id, s.candidate_run_id, s.retiring_run_id))
                AND ($3::timestamptz IS NULL OR created_at >= $3)
                AND ($4::timestamptz IS NULL OR created_at < $4)
                AND ($5::timestamptz IS NULL OR finished_at >= $5)
@@ -138,8 +142,8 @@ impl Store {
         .bind(&filter.project)
         .fetch_all(&self.pool)
         .await?;
-        let truncated = run_ids.len() > limit as usize;
-        run_ids.truncate(limit as usize);
+        let truncated = selected.len() > limit as usize;
+        selected.truncate(limit as usize);
 
         let mut outcome = BulkOutcome {
             action: action.name(),
@@ -154,6 +158,20 @@ impl Store {
                 )
             }),
         };
+        // A service's runs follow their service: a run retried behind a stopped service
+        // would serve with no way to stop it by name.
+        let mut run_ids = Vec::with_capacity(selected.len());
+        for (id, service) in selected {
+            match service {
+                None => run_ids.push(id),
+                Some(name) => outcome.skipped.push(SkippedRun {
+                    id,
+                    reason: format!(
+                        "run {id} belongs to service `{name}`; control it with `caraml service restart {name}` or `caraml service stop {name}`"
+                    ),
+                }),
+            }
+        }
         for batch in run_ids.chunks(BULK_BATCH) {
             let acted = match action {
                 BulkAction::Retry => self.retry_batch(batch).await?,
