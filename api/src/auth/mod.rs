@@ -94,6 +94,15 @@ impl Caller {
         )))
     }
 
+    /// Fails with the 404 of a missing run when run `id` belongs to another project, so that
+    /// a token learns nothing of other projects' runs.
+    pub(crate) async fn require_run(&self, store: &Store, id: uuid::Uuid) -> Result<(), ApiError> {
+        if store.run_project(id).await? != self.project {
+            return Err(caraml_engine::Error::run_not_found(id).into());
+        }
+        Ok(())
+    }
+
     /// Fails with 403 unless the caller may change state.
     pub(crate) fn require_editor(&self, action: &str) -> Result<(), ApiError> {
         if self.can_change() {

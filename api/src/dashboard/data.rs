@@ -14,14 +14,6 @@ use crate::http::ApiError;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// Fails with the not-found error of a missing run when `id` belongs to another project.
-async fn own_run(store: &Store, caller: &Caller, id: Uuid) -> Result<()> {
-    if store.run_project(id).await? != caller.project {
-        return Err(caraml_engine::Error::run_not_found(id).into());
-    }
-    Ok(())
-}
-
 fn scoped(caller: &Caller, mut filter: RunFilter) -> RunFilter {
     filter.project = Some(caller.project.clone());
     filter
@@ -40,7 +32,7 @@ pub(super) async fn status_counts(
 }
 
 pub(super) async fn run(store: &Store, caller: &Caller, id: Uuid) -> Result<RunView> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     Ok(store.get_run(id).await?)
 }
 
@@ -50,12 +42,12 @@ pub(super) async fn recent_events(
     id: Uuid,
     limit: u32,
 ) -> Result<Vec<EventView>> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     Ok(store.recent_events(id, limit).await?)
 }
 
 pub(super) async fn run_progress(store: &Store, caller: &Caller, id: Uuid) -> Result<RunProgress> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     Ok(store.run_progress(id).await?)
 }
 
@@ -64,7 +56,7 @@ pub(super) async fn task_progress(
     caller: &Caller,
     id: Uuid,
 ) -> Result<Vec<TaskProgress>> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     Ok(store.task_progress(id).await?)
 }
 
@@ -75,7 +67,7 @@ pub(super) async fn output_previews(
     indexes: &[i32],
     max_chars: i32,
 ) -> Result<Vec<OutputPreview>> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     Ok(store.output_previews(id, indexes, max_chars).await?)
 }
 
@@ -85,7 +77,7 @@ pub(super) async fn task_output(
     id: Uuid,
     task: &str,
 ) -> Result<Option<Value>> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     Ok(store.task_output(id, task).await?)
 }
 
@@ -95,19 +87,19 @@ pub(super) async fn run_logs(
     id: Uuid,
     filter: &LogFilter,
 ) -> Result<LogPage> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     Ok(store.run_logs(id, filter).await?)
 }
 
 pub(super) async fn cancel_run(store: &Store, caller: &Caller, id: Uuid) -> Result<String> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     caller.require_editor("cancelling a run")?;
     store.check_not_service_run(id, "cancelled").await?;
     Ok(store.cancel_run(id).await?)
 }
 
 pub(super) async fn retry_run(store: &Store, caller: &Caller, id: Uuid) -> Result<String> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     caller.require_editor("retrying a run")?;
     Ok(store.retry_run(id).await?)
 }
@@ -119,7 +111,7 @@ pub(super) async fn send_signal(
     name: &str,
     payload: Value,
 ) -> Result<Delivered> {
-    own_run(store, caller, id).await?;
+    caller.require_run(store, id).await?;
     caller.require_editor("sending a signal")?;
     Ok(store.send_signal(id, name, payload).await?)
 }

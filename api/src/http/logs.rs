@@ -6,7 +6,7 @@ use axum::extract::State;
 use caraml_engine::{LogFilter, LogPage, MAX_LOG_PAGE};
 
 use super::extract::{QueryParams, RunId};
-use super::{ApiError, AppState, check_run};
+use super::{ApiError, AppState};
 use crate::auth::Caller;
 
 /// Lines per page when the request sets no `limit`.
@@ -22,7 +22,7 @@ pub(crate) async fn list(
         "GET /v1/runs/{id}/logs",
         &["task", "attempt", "after", "limit"],
     )?;
-    check_run(&state, &caller, id).await?;
+    caller.require_run(&state.store, id).await?;
     let filter = LogFilter {
         task: query.text(
             "task",

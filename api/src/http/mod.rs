@@ -23,8 +23,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use caraml_engine::Store;
-
-use crate::auth::Caller;
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -81,20 +79,6 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
-}
-
-/// Answers 404 for a run of another project, with the message of a run that does not
-/// exist, so that a token learns nothing of other projects' runs.
-pub(crate) async fn check_run(
-    state: &AppState,
-    caller: &Caller,
-    id: uuid::Uuid,
-) -> Result<(), ApiError> {
-    let project = state.store.run_project(id).await?;
-    if project != caller.project {
-        return Err(caraml_engine::Error::run_not_found(id).into());
-    }
-    Ok(())
 }
 
 /// Parses an RFC 3339 time from the request field or query parameter `name`.

@@ -10,7 +10,7 @@ use caraml_engine::{
 use serde_json::{Map, Value, json};
 
 use super::extract::{JsonBody, QueryParams, RunId, describe_json};
-use super::{ApiError, AppState, check_run};
+use super::{ApiError, AppState};
 use crate::auth::Caller;
 
 /// Runs per page of `GET /v1/runs` when the request sets no `limit`.
@@ -199,7 +199,7 @@ pub(crate) async fn get(
     query: QueryParams,
 ) -> Result<Json<RunView>, ApiError> {
     query.allow_only("GET /v1/runs/{id}", &["tasks"])?;
-    check_run(&state, &caller, id).await?;
+    caller.require_run(&state.store, id).await?;
     // `tasks=false` serves clients that poll a large run for its counts alone.
     let run = if query.flag("tasks")?.unwrap_or(true) {
         state.store.get_run(id).await?
@@ -214,7 +214,7 @@ pub(crate) async fn cancel(
     caller: Caller,
     RunId(id): RunId,
 ) -> Result<Json<Value>, ApiError> {
-    check_run(&state, &caller, id).await?;
+    caller.require_run(&state.store, id).await?;
     caller.require_editor("cancelling a run")?;
     state.store.check_not_service_run(id, "cancelled").await?;
     let status = state.store.cancel_run(id).await?;
@@ -226,7 +226,7 @@ pub(crate) async fn retry(
     caller: Caller,
     RunId(id): RunId,
 ) -> Result<Json<Value>, ApiError> {
-    check_run(&state, &caller, id).await?;
+    caller.require_run(&state.store, id).await?;
     caller.require_editor("retrying a run")?;
     let status = state.store.retry_run(id).await?;
     Ok(Json(json!({"id": id, "status": status})))
@@ -239,7 +239,7 @@ pub(crate) async fn events(
     query: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
     query.allow_only("GET /v1/runs/{id}/events", &["after", "limit"])?;
-    check_run(&state, &caller, id).await?;
+    caller.require_run(&state.store, id).await?;
     let after = query.event_id("after")?.unwrap_or(0);
     let limit = query
         .whole_number("limit", 1, MAX_EVENT_PAGE)?

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::{RunId, body_rejection, check_json_content_type, describe_json, quoted};
-use super::{ApiError, AppState, check_run};
+use super::{ApiError, AppState};
 use crate::auth::Caller;
 
 /// The body of a signal delivery; an empty body sends `null`.
@@ -63,7 +63,7 @@ pub(crate) async fn send(
         }
         serde_json::from_value(value).unwrap_or_default()
     };
-    check_run(&state, &caller, id).await?;
+    caller.require_run(&state.store, id).await?;
     caller.require_editor("sending a signal")?;
     let delivered = state.store.send_signal(id, &name, request.payload).await?;
     Ok((StatusCode::CREATED, Json(delivered)))
@@ -74,6 +74,6 @@ pub(crate) async fn list(
     caller: Caller,
     RunId(id): RunId,
 ) -> Result<Json<Vec<SignalView>>, ApiError> {
-    check_run(&state, &caller, id).await?;
+    caller.require_run(&state.store, id).await?;
     Ok(Json(state.store.signals(id).await?))
 }
