@@ -10,7 +10,7 @@ pub enum Error {
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
 
-    /// The request names a task that its run does not have. `tasks` holds the first of the
+    /// The request names a task that its run does not have. `tasks` contains the first of the
     /// run's `total` task names, in spec order.
     #[error(
         "run {run_id} has no task `{task}`; {}",

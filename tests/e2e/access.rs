@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::api::{Server, read, sleep_spec};
 use super::token;
 
-/// Every endpoint under `/v1`, with a request body where it takes one. The ids and names
+/// Returns every endpoint under `/v1`, with a request body where it takes one. The ids and names
 /// need not exist: the token is checked before anything else.
 fn endpoints() -> Vec<(Method, &'static str, Option<Value>)> {
     let run = "/v1/runs/01934a6e-7b1c-7d2e-8f90-123456789abc";

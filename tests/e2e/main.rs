@@ -28,7 +28,7 @@ pub(crate) async fn token(store: &Store, project: &str, role: Role) -> String {
         .token
 }
 
-/// An HTTP client that sends `token` with every request.
+/// Builds an HTTP client that sends `token` with every request.
 pub(crate) fn client_with(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(

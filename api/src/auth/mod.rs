@@ -1,6 +1,6 @@
 //! Who is calling: bearer tokens, their project and role.
 //!
-//! Every `/v1` request names a token. Objects of other projects answer 404, as if they did
+//! Every `/v1` request names a token. Objects of other projects get a 404, as if they did
 //! not exist, so that a token never learns what another project holds.
 
 pub mod tokens;
@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::http::{ApiError, AppState};
 use tokens::Rejected;
 
-/// What a token may do in its project.
+/// The permission a token grants in its project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -77,7 +77,7 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    /// Whether the caller may change state: submit, cancel, retry, signal.
+    /// Returns whether the caller may change state: submit, cancel, retry, signal.
     pub(crate) fn can_change(&self) -> bool {
         self.role >= Role::Editor
     }

@@ -82,7 +82,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dead-letters", get(dead_letters::list))
         .route("/login", get(login::show).post(login::submit))
         .route("/logout", get(login::logout).post(login::logout_form))
-        // Browsers ask for an icon on every page; an empty answer keeps their consoles quiet.
+        // Browsers request an icon on every page, and an empty response keeps their consoles quiet.
         .route(
             "/favicon.ico",
             get(|| async { axum::http::StatusCode::NO_CONTENT }),

@@ -114,8 +114,8 @@ pub(super) async fn show(
             }
             section #logs {
                 h2 { "Logs" }
-                // NOTE: only the DAG, the progress and the task table follow the run live;
-                // the log lines and events are those stored when the page loaded.
+                // NOTE: only the DAG, the progress and the task table follow the run live.
+                // The log lines and events are those stored when the page loaded.
                 @if !finished { p.hint { "As stored when the page loaded; reload for newer lines." } }
                 (logs::lines_table(&log.lines))
                 @if log.next_after.is_some() {

@@ -32,7 +32,7 @@ pub(crate) struct BulkRequest {
     /// Selects every run the action applies to; an empty filter is rejected without it.
     #[serde(default)]
     all: bool,
-    /// Most runs to act on; at most 10,000, which is also the default.
+    /// Maximum runs to act on: up to 10,000, which is also the default.
     #[schema(required = false, minimum = 1, maximum = 10_000)]
     limit: Option<u32>,
 }

@@ -42,7 +42,7 @@ struct ErrorBody<'a> {
     /// `invalid_spec` or `internal`.
     #[schema(value_type = String, example = "not_found")]
     code: &'a str,
-    /// What failed, on which value, and how to fix it.
+    /// The failure, the value at fault and how to fix it.
     message: String,
     /// Every problem of a rejected spec, with code `invalid_spec`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -155,7 +155,7 @@ mod tests {
     //! Guarantees checked here:
     //! - a run's progress changes whenever one of its tasks changes state, because every
     //!   change appends an event;
-    //! - output previews are cut at the requested length and say so;
+    //! - output previews are cut at the requested length and marked as cut;
     //! - a range of creation times selects runs through their UUIDv7 ids.
 
     use std::time::Duration;
